@@ -1,0 +1,81 @@
+"""The ``runeshift`` command: parses options, calls the library, renders, picks the exit code.
+
+Each command group lives in ``runeshift/commands/<group>.py`` and is registered
+here. Core code never prints; errors it raises on purpose (``RuneshiftError``)
+become a one-line message and exit code 2, with the traceback only under
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from runeshift.commands import config_cmd, sandbox_cmd
+from runeshift.console import EXIT_ERROR, err
+from runeshift.errors import RuneshiftError
+
+app = typer.Typer(
+    name="runeshift",
+    help="Zero-downtime migration of Tribot's legacy MySQL and Shopify data into Rune (PostgreSQL).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(config_cmd.app, name="config", help="Show the effective settings (secrets masked).")
+app.add_typer(sandbox_cmd.app, name="sandbox", help="Throwaway local MariaDB + PostgreSQL servers.")
+
+
+def _register_optional() -> None:
+    """Command groups added by later pipeline stages register themselves here."""
+    from runeshift.commands import registry
+
+    registry.register_all(app)
+
+
+_register_optional()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+) -> None:
+    if debug:
+        os.environ["RUNESHIFT_DEBUG"] = "1"
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def main() -> None:
+    try:
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        result = app(standalone_mode=False)
+        sys.exit(result if isinstance(result, int) else 0)
+    except RuneshiftError as exc:
+        if os.environ.get("RUNESHIFT_DEBUG"):
+            raise
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(EXIT_ERROR)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(EXIT_ERROR)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(EXIT_ERROR)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

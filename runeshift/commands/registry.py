@@ -1,0 +1,14 @@
+"""Command groups of the pipeline stages, registered in pipeline order.
+
+A stage adds one line here when its command module exists; keeping the list in
+one place makes ``runeshift --help`` read like the pipeline.
+"""
+
+from __future__ import annotations
+
+import typer
+
+
+def register_all(app: typer.Typer) -> None:
+    # Stage command modules are appended below as they land.
+    return None

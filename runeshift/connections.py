@@ -1,0 +1,92 @@
+"""Opening connections from setting URLs, one function per engine and driver.
+
+URLs are ``mysql://user:pass@host:port/db`` and ``postgresql://...``; the
+sqlalchemy dialect+driver is added here so settings stay driver-neutral.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+import pymysql
+import pymysql.cursors
+import sqlalchemy as sa
+
+from runeshift.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MySQLTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "database": self.database or None,
+        }
+
+
+def parse_mysql_url(url: str) -> MySQLTarget:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
+        raise ConfigError(f"expected a mysql://user:password@host:port/database URL, got {parts.scheme}://...")
+    return MySQLTarget(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        database=parts.path.lstrip("/"),
+    )
+
+
+def mysql_connect(url: str, *, database: str | None = None, streaming: bool = False,
+                  autocommit: bool = True) -> pymysql.connections.Connection[Any]:
+    """A PyMySQL connection; ``streaming`` gives an unbuffered cursor class.
+
+    The session reads TIMESTAMP columns in UTC (``time_zone='+00:00'``) and runs
+    with the legacy ``sql_mode=''`` so zero dates read back as written.
+    """
+    target = parse_mysql_url(url)
+    kwargs = target.connect_kwargs()
+    if database is not None:
+        kwargs["database"] = database or None
+    conn = pymysql.connect(
+        **kwargs,
+        charset="utf8mb4",
+        autocommit=autocommit,
+        cursorclass=pymysql.cursors.SSCursor if streaming else pymysql.cursors.Cursor,
+        init_command="SET time_zone = '+00:00', sql_mode = ''",
+        connect_timeout=10,
+    )
+    return conn
+
+
+def pg_connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    """A psycopg 3 connection in UTC."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"expected a postgresql://user:password@host:port/database URL, got {url.split(':')[0]}://...")
+    conn = psycopg.connect(url, autocommit=autocommit, options="-c TimeZone=UTC")
+    return conn
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The sqlalchemy URL (dialect+driver) for a setting URL."""
+    if url.startswith(("mysql://", "mariadb://")):
+        return "mysql+pymysql://" + url.split("://", 1)[1]
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    raise ConfigError(f"unsupported database URL scheme in {url.split('://')[0]}://...")
+
+
+def engine(url: str) -> sa.Engine:
+    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what runeshift needs on a fresh Debian/Ubuntu machine, then the virtualenv
+# from the lock file. Every step is skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "runeshift needs: ${need_apt[*]}. Install them with: sudo apt-get install -y ${need_apt[*]}" >&2
+    exit 2
+  fi
+  echo "installing ${need_apt[*]} from Debian packages" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check uv
+fi
+uv sync --frozen --quiet

@@ -1,0 +1,65 @@
+"""Session-wide real servers: one sandbox (MariaDB + PostgreSQL) for the whole run.
+
+The sandbox lives in a fresh folder under /tmp (world-searchable, so the
+``postgres`` user can reach it when the suite runs as root) and is removed at
+the end. Tests that need isolation create their own databases on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from runeshift.sandbox import Sandbox, SandboxStatus
+
+
+@pytest.fixture(scope="session")
+def sandbox_home() -> Iterator[Path]:
+    home = Path(tempfile.mkdtemp(prefix="runeshift-test-"))
+    home.chmod(0o755)
+    previous = os.environ.get("RUNESHIFT_HOME")
+    os.environ["RUNESHIFT_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("RUNESHIFT_HOME", None)
+    else:
+        os.environ["RUNESHIFT_HOME"] = previous
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sandbox(sandbox_home: Path) -> Iterator[SandboxStatus]:
+    box = Sandbox(sandbox_home)
+    status = box.up()
+    yield status
+    box.down()
+
+
+@pytest.fixture(scope="session")
+def mysql_url(sandbox: SandboxStatus) -> str:
+    """Server URL (no database) of the sandbox MariaDB."""
+    return sandbox.servers[0].url
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(sandbox: SandboxStatus) -> str:
+    return sandbox.servers[1].url
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = pg_server_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield pg_server_url.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
