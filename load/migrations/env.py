@@ -1,0 +1,38 @@
+"""Alembic ``env.py``: runs revisions on the connection ``load.target_schema`` opened.
+
+The version table lives in the ``runeshift`` schema, so that schema is created
+before Alembic looks for it. A transaction-scoped advisory lock serialises two
+``runeshift schema upgrade`` runs against the same database: the second waits and
+then finds nothing left to do instead of failing half-way on "relation exists".
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import context
+
+from load.target_schema import CONTROL_SCHEMA, MIGRATION_LOCK_KEY, VERSION_TABLE
+from runeshift.errors import ConfigError
+
+
+def run_migrations_online() -> None:
+    connection = context.config.attributes.get("connection")
+    if not isinstance(connection, sa.Connection):
+        raise ConfigError(
+            "load/migrations is driven by load.target_schema (runeshift schema upgrade), "
+            "which passes it a connection; running the alembic CLI directly is not supported"
+        )
+    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{CONTROL_SCHEMA}"'))
+    context.configure(
+        connection=connection,
+        version_table=VERSION_TABLE,
+        version_table_schema=CONTROL_SCHEMA,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    raise ConfigError("offline (--sql) migrations are not supported; run against a database")
+run_migrations_online()
