@@ -11,4 +11,7 @@ import typer
 
 def register_all(app: typer.Typer) -> None:
     # Stage command modules are appended below as they land.
+    from runeshift.commands import schema_cmd
+
+    app.add_typer(schema_cmd.app, name="schema", help="Create or upgrade the Postgres schemas.")
     return None
