@@ -1,0 +1,77 @@
+import uuid
+
+import pyarrow as pa
+import pytest
+
+from runeshift.errors import ConfigError
+from transform.identity_keys import RUNESHIFT_NAMESPACE, uuid_for
+from transform.registry import get_transform
+
+
+def test_namespace_is_pinned():
+    # Changing the namespace would change every id already written to the target.
+    assert uuid.uuid5(uuid.NAMESPACE_URL, "https://runeshift.tribot.org/ids") == RUNESHIFT_NAMESPACE
+
+
+@pytest.mark.parametrize(
+    ("entity", "key", "name"),
+    [
+        pytest.param("member", (42,), "member:42", id="single-int"),
+        pytest.param("review", (7, 42), "review:7:42", id="composite"),
+        pytest.param("order", ("gid://x",), "order:gid://x", id="text-key"),
+        pytest.param("license", (2**64 - 1,), f"license:{2**64 - 1}", id="uint64-max"),
+    ],
+)
+def test_uuid_for_is_uuid5_of_entity_and_key(entity, key, name):
+    assert uuid_for(entity, *key) == uuid.uuid5(RUNESHIFT_NAMESPACE, name)
+
+
+def test_uuid_from_key_matches_uuid_for_and_handles_nulls():
+    spec = get_transform("uuid_from_key")
+    result = spec.fn(
+        pa.array([7, 7, None, 3], pa.uint32()), pa.array([42, 43, 1, None]), entity="review"
+    )
+    assert result.values.to_pylist() == [
+        str(uuid_for("review", 7, 42)),
+        str(uuid_for("review", 7, 43)),
+        None,
+        None,
+    ]
+    assert (spec.min_arrays, spec.max_arrays, spec.required_params) == (0, None, {"entity"})
+
+
+def test_uuid_from_key_is_deterministic_across_batches():
+    fn = get_transform("uuid_from_key").fn
+    first = fn(pa.array([1, 2, 3]), entity="member").values
+    again = fn(pa.array([3, 2, 1]), entity="member").values
+    assert first.to_pylist() == again.to_pylist()[::-1]
+
+
+@pytest.mark.parametrize("entity", [pytest.param("", id="empty"), pytest.param("a:b", id="colon")])
+def test_uuid_entity_must_be_a_plain_name(entity):
+    with pytest.raises(ConfigError):
+        get_transform("uuid_from_key").fn(pa.array([1]), entity=entity)
+
+
+def test_uuid_for_rejects_bool():
+    with pytest.raises(TypeError):
+        uuid_for("member", True)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "error"),
+    [
+        pytest.param("123", 123, None, id="numeric-text"),
+        pytest.param("gid://shopify/Order/4501", 4501, None, id="gid"),
+        pytest.param("18446744073709551615", 2**64 - 1, None, id="uint64-max"),
+        pytest.param("18446744073709551616", None, "is not a Shopify id", id="above-uint64"),
+        pytest.param("gid://shopify/Order/", None, "is not a Shopify id", id="gid-without-id"),
+        pytest.param("abc", None, "is not a Shopify id", id="junk"),
+        pytest.param(None, None, None, id="null"),
+    ],
+)
+def test_shopify_id_to_int(raw, expected, error):
+    result = get_transform("shopify_id_to_int").fn(pa.array([raw, "1"], pa.string()))
+    assert result.values.to_pylist() == [expected, 1]
+    errors = [None, None] if result.errors is None else result.errors.to_pylist()
+    assert (errors[0] is not None and error in errors[0]) if error else errors[0] is None
