@@ -9,6 +9,7 @@ from __future__ import annotations
 from transform import (
     flags_and_enums,
     identity_keys,
+    temporal,
     text_encoding,
     text_normalisation,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "flags_and_enums",
     "get_transform",
     "identity_keys",
+    "temporal",
     "text_encoding",
     "text_normalisation",
     "transform",
