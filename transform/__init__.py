@@ -9,6 +9,8 @@ from __future__ import annotations
 from transform import (
     flags_and_enums,
     identity_keys,
+    lists_and_sets,
+    money,
     temporal,
     text_encoding,
     text_normalisation,
@@ -28,6 +30,8 @@ __all__ = [
     "flags_and_enums",
     "get_transform",
     "identity_keys",
+    "lists_and_sets",
+    "money",
     "temporal",
     "text_encoding",
     "text_normalisation",
