@@ -8,12 +8,14 @@ Two PostgreSQL schemas, versioned together by Alembic (revisions in ``load/migra
 
 The Alembic ``Config`` is built here in code, so no ``alembic.ini`` is needed at runtime.
 Each call runs in one transaction on its own connection: PostgreSQL DDL is transactional,
-so an upgrade that fails half-way leaves the database at the revision it started from.
+so an upgrade that fails half-way leaves the database at the revision it started from. A
+transaction-scoped advisory lock serialises concurrent upgrades of one database.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,8 +37,11 @@ TARGET_SCHEMA = "rune"
 CONTROL_SCHEMA = "runeshift"
 VERSION_TABLE = "alembic_version"
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
-# Key of the advisory lock env.py holds while migrating ("runeshift schema" as bytes, truncated).
+# Key of the transaction-scoped advisory lock held while migrating ("runeshif" in ASCII).
 MIGRATION_LOCK_KEY = 0x72756E6573686966
+# Alembic's ``context`` and ``op`` are module-global proxies, so two migrations in threads of one
+# process would tear each other's down; across processes env.py's advisory lock serialises them.
+_ALEMBIC_IN_PROCESS = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -121,9 +126,13 @@ def status(postgres_url: str) -> SchemaStatus:
 
 def _migrate(postgres_url: str, revision: str, run: Callable[[Config, str], None]) -> SchemaChange:
     with _connection(postgres_url, transaction=True) as conn:
+        # Locked before reading the revision: a second run waits here, then sees the first
+        # run's result and reports "nothing to do" instead of failing on "relation exists".
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         before = _read_current(conn)
         try:
-            run(_config(conn), revision)
+            with _ALEMBIC_IN_PROCESS:
+                run(_config(conn), revision)
         except (CommandError, RevisionError) as exc:
             raise ConfigError(
                 f"cannot migrate to revision '{revision}': {exc}; "

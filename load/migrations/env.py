@@ -1,9 +1,8 @@
 """Alembic ``env.py``: runs revisions on the connection ``load.target_schema`` opened.
 
 The version table lives in the ``runeshift`` schema, so that schema is created
-before Alembic looks for it. A transaction-scoped advisory lock serialises two
-``runeshift schema upgrade`` runs against the same database: the second waits and
-then finds nothing left to do instead of failing half-way on "relation exists".
+before Alembic looks for it. The caller has already taken the migration advisory lock
+in the same transaction.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from load.target_schema import CONTROL_SCHEMA, MIGRATION_LOCK_KEY, VERSION_TABLE
+from load.target_schema import CONTROL_SCHEMA, VERSION_TABLE
 from runeshift.errors import ConfigError
 
 
@@ -22,7 +21,6 @@ def run_migrations_online() -> None:
             "load/migrations is driven by load.target_schema (runeshift schema upgrade), "
             "which passes it a connection; running the alembic CLI directly is not supported"
         )
-    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{CONTROL_SCHEMA}"'))
     context.configure(
         connection=connection,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -398,3 +399,33 @@ def test_cli_unknown_revision_is_a_one_line_error(pg_url):
     assert proc.returncode == 2
     assert "9999_nope" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_concurrent_upgrades_in_threads_both_end_at_head(pg_url):
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        changes = list(pool.map(lambda _: target_schema.upgrade(pg_url), range(2)))
+    assert sorted(change.changed for change in changes) == [False, True]
+    assert target_schema.current(pg_url) == "0002_rune_core"
+
+
+def test_concurrent_upgrades_in_processes_both_end_at_head(pg_url):
+    # Without env.py's advisory lock the slower run fails on "schema/relation already exists".
+    code = "import sys; from load import target_schema; target_schema.upgrade(sys.argv[1])"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, pg_url], stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+    assert target_schema.current(pg_url) == "0002_rune_core"
+
+
+def test_database_from_a_newer_runeshift_is_refused(rune_url):
+    with pg_connect(rune_url) as conn:
+        conn.execute("UPDATE runeshift.alembic_version SET version_num = '0099_from_the_future'")
+        conn.commit()
+    state = target_schema.status(rune_url)
+    assert (state.current, state.at_head) == ("0099_from_the_future", False)
+    with pytest.raises(ConfigError, match="0099_from_the_future"):
+        target_schema.upgrade(rune_url)
