@@ -104,4 +104,19 @@ class DatetimeFormatter:
         return f"{text} {self._clock[rest]}"
 
 
+def dst_fall_back_hours(years: range) -> list[tuple[int, int]]:
+    """Wall-second ranges [start, end) of the fall-back hour (01:00-02:00, lived twice)."""
+    return [
+        (_nth_sunday(y, 11, 1) * DAY + HOUR, _nth_sunday(y, 11, 1) * DAY + 2 * HOUR) for y in years
+    ]
+
+
+def dst_spring_gap_hours(years: range) -> list[tuple[int, int]]:
+    """Wall-second ranges [start, end) of the spring-forward hour (02:00-03:00, never lived)."""
+    return [
+        (_nth_sunday(y, 3, 2) * DAY + 2 * HOUR, _nth_sunday(y, 3, 2) * DAY + 3 * HOUR)
+        for y in years
+    ]
+
+
 ZERO_DATETIME = "0000-00-00 00:00:00"

@@ -19,6 +19,7 @@ The loader writes them with ``CHARACTER SET binary`` so the bytes land exactly a
 from __future__ import annotations
 
 import base64
+import bisect
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -260,6 +261,7 @@ class LegacyWorldGenerator:
         created = sorted(start + int(span * rng.random() ** 0.9) for _ in range(self.n_scripts))
         scripters = [m for m in self.members if m.scripter and m.role != "deleted_author"]
         deleted_author = next(m for m in self.members if m.role == "deleted_author")
+        scripter_joins = [m.joined for m in scripters]
         plans: list[ScriptPlan] = []
         roles = list(SCRIPT_ROLES)
         # The oldest third hosts the roles that need a long history (deleted while selling).
@@ -292,8 +294,9 @@ class LegacyWorldGenerator:
                 if not author.joined < when < author.gone:
                     when = author.joined + (author.gone - author.joined) // 2
             else:
-                candidates = [m for m in scripters if m.joined < when] or scripters
-                author = rng.choice(candidates)
+                # Members are planned in join order, so the scripters who had joined are a prefix.
+                joined_before = bisect.bisect_left(scripter_joins, when)
+                author = rng.choice(scripters[:joined_before] or scripters)
             deleted_at: int | None = None
             if role == "deleted_premium" or (role is None and sid > 3 and rng.random() < 0.04):
                 deleted_at = when + int((WORLD_NOW - when) * rng.uniform(0.4, 0.8))
@@ -306,7 +309,8 @@ class LegacyWorldGenerator:
                     monthly_cents=monthly,
                     slug="",
                     author_id=author.member_id,
-                    popularity=rng.paretovariate(1.2),
+                    # Scripts that got deleted were the ones nobody used much.
+                    popularity=rng.paretovariate(1.2) * (0.1 if deleted_at else 1.0),
                     role=role,
                 )
             )
@@ -601,6 +605,8 @@ class LegacyWorldGenerator:
         ):
             # The old repo cut blobs at a VARCHAR(255)-era limit or mid-write: unparseable.
             blob = blob[: rng.randint(len(blob) // 3, len(blob) - 3)]
+            # A cut right after an inner '}' would look complete to a naive LIKE '%}' check.
+            blob = blob.rstrip(b"}")
         return blob.decode("latin-1")
 
     def script_versions(self) -> Iterator[Row]:
@@ -885,9 +891,12 @@ class LegacyWorldGenerator:
                 subscription(member, script, utc_to_wall(rng.randint(lo, (lo + hi) // 2)), 3)
         deleted_script = self.script_roles["deleted_premium"]
         buyers = [m for m in members if m.deleted_at is None]
+        sold = 0
         for member in rng.sample(buyers, min(len(buyers), 40)):
             for _script, lo, hi in open_windows(member, [deleted_script])[:1]:
-                single(member, [deleted_script], rng.randint(lo, hi), "lifetime")
+                if sold < 5:
+                    single(member, [deleted_script], rng.randint(lo, hi), "lifetime")
+                    sold += 1
         dst_roles: tuple[tuple[MemberRole, tuple[int, int, int, int, int]], ...] = (
             ("dst_fall_buyer", DST_FALL_BACK_START),
             ("dst_spring_buyer", DST_SPRING_FORWARD_START),
