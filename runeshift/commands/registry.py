@@ -11,6 +11,9 @@ import typer
 
 def register_all(app: typer.Typer) -> None:
     # Stage command modules are appended below as they land.
+    from runeshift.commands import sample_cmd
+
+    app.add_typer(sample_cmd.app, name="sample", help="Generate sample data: the legacy MySQL world.")
     from runeshift.commands import schema_cmd
 
     app.add_typer(schema_cmd.app, name="schema", help="Create or upgrade the Postgres schemas.")

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+from runeshift.errors import ConfigError
 from runeshift.sample.legacy_bulk_loader import BulkLoader, open_bulk_session
 from runeshift.sample.legacy_ddl import LEGACY_DATABASES, check_database_name, recreate_database
 from runeshift.sample.legacy_generator import TABLE_SPECS, LegacyWorldGenerator
@@ -135,3 +137,20 @@ def generate_legacy_world(
         rows=rows,
         seconds=time.perf_counter() - started,
     )
+
+
+def legacy_server_url(forums_url: str, repo_url: str) -> str:
+    """The server URL (no database) both legacy databases live on, from the two settings.
+
+    The generator creates both databases on one server, so the settings must agree on it.
+    """
+    servers = {
+        urlunsplit(urlsplit(url)._replace(path="/", query="", fragment=""))
+        for url in (forums_url, repo_url)
+    }
+    if len(servers) != 1:
+        raise ConfigError(
+            "forums_url and repo_url point at different servers; the sample generator builds both "
+            "legacy databases on one server: set both to the same mysql://user:pw@host:port/"
+        )
+    return servers.pop()

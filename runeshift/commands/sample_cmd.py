@@ -1,0 +1,61 @@
+"""``runeshift sample legacy`` (later also ``sample shopify`` and ``sample traffic``)."""
+
+from __future__ import annotations
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from runeshift.console import err, out, print_json, table
+from runeshift.sample.legacy_world import generate_legacy_world, legacy_server_url
+from runeshift.settings import load_settings
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("legacy")
+def legacy(
+    scale: float = typer.Option(
+        1.0, "--scale", min=0.01, help="1 = ~2,000 members, ~10,000 licenses."
+    ),
+    seed: int = typer.Option(1, "--seed", help="Same seed, same bytes; another seed, other data."),
+    as_json: bool = typer.Option(False, "--json", help="Print the row counts as JSON."),
+) -> None:
+    """Drop, recreate and fill tribot_forums and tribot_repo on the configured MySQL server."""
+    settings = load_settings()
+    server = legacy_server_url(settings.require("forums_url"), settings.require("repo_url"))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        summary = generate_legacy_world(server, scale=scale, seed=seed, progress=progress)
+    if as_json:
+        print_json(summary.as_dict())
+        return
+    rows = [(name, count) for name, count in summary.rows.items()]
+    rows.append(("total", summary.total_rows))
+    out.print(
+        table(
+            f"Legacy world: scale {summary.scale:g}, seed {summary.seed}, "
+            f"{summary.seconds:.1f} seconds",
+            ["table", "rows"],
+            rows,
+        )
+    )
