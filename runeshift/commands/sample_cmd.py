@@ -13,7 +13,7 @@ from rich.progress import (
 )
 
 from runeshift.console import err, out, print_json, table
-from runeshift.sample.legacy_world import generate_legacy_world, legacy_server_url
+from runeshift.sample.legacy_world import generate_legacy_world, legacy_targets
 from runeshift.settings import load_settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -27,9 +27,15 @@ def legacy(
     seed: int = typer.Option(1, "--seed", help="Same seed, same bytes; another seed, other data."),
     as_json: bool = typer.Option(False, "--json", help="Print the row counts as JSON."),
 ) -> None:
-    """Drop, recreate and fill tribot_forums and tribot_repo on the configured MySQL server."""
+    """Drop, recreate and fill the legacy databases named by forums_url and repo_url.
+
+    Both must be on one server; their database names (default tribot_forums, tribot_repo)
+    are what gets dropped and rebuilt.
+    """
     settings = load_settings()
-    server = legacy_server_url(settings.require("forums_url"), settings.require("repo_url"))
+    server, forums_db, repo_db = legacy_targets(
+        settings.require("forums_url"), settings.require("repo_url")
+    )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -45,7 +51,14 @@ def legacy(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        summary = generate_legacy_world(server, scale=scale, seed=seed, progress=progress)
+        summary = generate_legacy_world(
+            server,
+            scale=scale,
+            seed=seed,
+            forums_db=forums_db,
+            repo_db=repo_db,
+            progress=progress,
+        )
     if as_json:
         print_json(summary.as_dict())
         return

@@ -139,18 +139,19 @@ def generate_legacy_world(
     )
 
 
-def legacy_server_url(forums_url: str, repo_url: str) -> str:
-    """The server URL (no database) both legacy databases live on, from the two settings.
+def legacy_targets(forums_url: str, repo_url: str) -> tuple[str, str, str]:
+    """``(server_url, forums_db, repo_db)`` from the ``forums_url`` and ``repo_url`` settings.
 
-    The generator creates both databases on one server, so the settings must agree on it.
+    The generator builds both databases on one server, so the settings must agree on it; a URL
+    without a database name means the default name.
     """
-    servers = {
-        urlunsplit(urlsplit(url)._replace(path="/", query="", fragment=""))
-        for url in (forums_url, repo_url)
-    }
+    parts = [urlsplit(url) for url in (forums_url, repo_url)]
+    servers = {urlunsplit(p._replace(path="/", query="", fragment="")) for p in parts}
     if len(servers) != 1:
         raise ConfigError(
             "forums_url and repo_url point at different servers; the sample generator builds both "
-            "legacy databases on one server: set both to the same mysql://user:pw@host:port/"
+            "legacy databases on one server: give both the same mysql://user:pw@host:port/"
         )
-    return servers.pop()
+    forums_db = parts[0].path.strip("/") or DEFAULT_FORUMS_DB
+    repo_db = parts[1].path.strip("/") or DEFAULT_REPO_DB
+    return servers.pop(), check_database_name(forums_db), check_database_name(repo_db)
