@@ -213,6 +213,7 @@ class _Handler(BaseHTTPRequestHandler):
             **(headers or {}),
             "content-length": str(len(body)),
         }
+        self._record(status)
         self.send_response(status)
         canonical = self.server.shop.config.canonical_headers
         for name, value in all_headers.items():
@@ -270,11 +271,23 @@ class _Handler(BaseHTTPRequestHandler):
         entry = LoggedRequest(
             seq, method, f"/admin/api/{version}/{rest}", query, 0, started, 0.0, api
         )
+        self._pending: LoggedRequest | None = entry
         try:
             self._admin_inner(entry, method, version, rest, query, body)
         finally:
-            entry.duration_ms = round((time.time() - started) * 1000, 2)
-            shop.log.add(entry)
+            self._record(status=None)
+
+    def _record(self, status: int | None) -> None:
+        """Log the pending API request before its response leaves, so a client reading the
+        log right after its response finds the entry."""
+        entry: LoggedRequest | None = getattr(self, "_pending", None)
+        self._pending = None
+        if entry is None:
+            return
+        if status is not None:
+            entry.status = status
+        entry.duration_ms = round((time.time() - entry.started_at) * 1000, 2)
+        self.server.shop.log.add(entry)
 
     def _admin_inner(
         self, entry: LoggedRequest, method: str, version: str, rest: str, query: str, body: bytes

@@ -141,34 +141,58 @@ def _wall(value: Any) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-def read_legacy_world(url: str, *, forums_db: str = "tribot_forums", repo_db: str = "tribot_repo") -> LegacyWorld:
+def read_legacy_world(
+    url: str, *, forums_db: str = "tribot_forums", repo_db: str = "tribot_repo"
+) -> LegacyWorld:
     """Read members, scripts, store licenses and instance-pack sizes from the legacy server."""
     conn = mysql_connect(url, database="")
     try:
         with conn.cursor() as cur:
-            cur.execute(f"SELECT member_id, name, email FROM `{forums_db}`.core_members ORDER BY member_id")
+            cur.execute(
+                f"SELECT member_id, name, email FROM `{forums_db}`.core_members ORDER BY member_id"
+            )
             members = [LegacyMember(int(r[0]), _text(r[1]), _text(r[2])) for r in cur.fetchall()]
             cur.execute(
                 "SELECT id, name, slug, status, is_premium, monthly_price, created_at "
                 f"FROM `{repo_db}`.scripts ORDER BY id"
             )
             scripts = [
-                LegacyScript(int(r[0]), _text(r[1]), _text(r[2]), str(r[3] or ""), int(r[4]),
-                             None if r[5] is None else Decimal(str(r[5])), _wall(r[6]))
+                LegacyScript(
+                    int(r[0]),
+                    _text(r[1]),
+                    _text(r[2]),
+                    str(r[3] or ""),
+                    int(r[4]),
+                    None if r[5] is None else Decimal(str(r[5])),
+                    _wall(r[6]),
+                )
                 for r in cur.fetchall()
             ]
             cur.execute(
-                "SELECT id, member_id, script_id, kind, created_at, shopify_order_id, shopify_line_id, "
+                "SELECT id, member_id, script_id, kind, created_at, shopify_order_id, "
+                "shopify_line_id, "
                 f"price_paid, refunded, updated_at FROM `{repo_db}`.licenses "
                 "WHERE shopify_order_id IS NOT NULL ORDER BY id"
             )
             licenses = [
-                LegacyLicense(int(r[0]), int(r[1]), int(r[2]), str(r[3] or ""), _wall(r[4]), int(r[5]),
-                              int(r[6] or 0), Decimal(str(r[7])), int(r[8]),
-                              r[9].replace(tzinfo=UTC) if isinstance(r[9], datetime) else None)
+                LegacyLicense(
+                    int(r[0]),
+                    int(r[1]),
+                    int(r[2]),
+                    str(r[3] or ""),
+                    _wall(r[4]),
+                    int(r[5]),
+                    int(r[6] or 0),
+                    Decimal(str(r[7])),
+                    int(r[8]),
+                    r[9].replace(tzinfo=UTC) if isinstance(r[9], datetime) else None,
+                )
                 for r in cur.fetchall()
             ]
-            cur.execute(f"SELECT DISTINCT slots FROM `{repo_db}`.instance_packs WHERE slots > 0 ORDER BY slots")
+            cur.execute(
+                f"SELECT DISTINCT slots FROM `{repo_db}`.instance_packs "
+                "WHERE slots > 0 ORDER BY slots"
+            )
             slots = [int(r[0]) for r in cur.fetchall()]
     finally:
         conn.close()
@@ -247,7 +271,9 @@ class StoreBuilder:
                     "created_at": stamp,
                     "updated_at": stamp,
                 }
-                for i, (title, price) in enumerate((("Monthly", monthly), ("Lifetime", lifetime_price_usd(monthly))))
+                for i, (title, price) in enumerate(
+                    (("Monthly", monthly), ("Lifetime", lifetime_price_usd(monthly)))
+                )
             ]
             doc = {
                 "id": pid,
@@ -261,7 +287,14 @@ class StoreBuilder:
                 "created_at": stamp,
                 "updated_at": stamp,
                 "published_at": stamp if s.status == "approved" else None,
-                "options": [{"id": pid + 1, "name": "Plan", "position": 1, "values": ["Monthly", "Lifetime"]}],
+                "options": [
+                    {
+                        "id": pid + 1,
+                        "name": "Plan",
+                        "position": 1,
+                        "values": ["Monthly", "Lifetime"],
+                    }
+                ],
                 "variants": variants,
             }
             self.products_by_script[s.script_id] = doc
@@ -281,7 +314,9 @@ class StoreBuilder:
                 "created_at": stamp,
                 "updated_at": stamp,
                 "published_at": stamp,
-                "options": [{"id": pid + 500, "name": "Title", "position": 1, "values": ["Default Title"]}],
+                "options": [
+                    {"id": pid + 500, "name": "Title", "position": 1, "values": ["Default Title"]}
+                ],
                 "variants": [
                     {
                         "id": VARIANT_BASE - 10_000 + n,
@@ -323,18 +358,26 @@ class StoreBuilder:
                 email = f" {email} "
             first, _, last = m.name.partition(" ")
             base = BIG_CUSTOMER_BASE if index >= big_from else CUSTOMER_BASE
-            doc = self._customer_doc(base + m.member_id * 13, email, first or m.name, last or None, rng)
+            doc = self._customer_doc(
+                base + m.member_id * 13, email, first or m.name, last or None, rng
+            )
             self.customers_by_email[key] = doc
             out.append(doc)
         for n in range(max(5, int(len(self.world.members) * 0.1))):
             email = f"storeonly{n}@buyers.example"
-            doc = self._customer_doc(CUSTOMER_BASE - 1_000_000 + n * 7, email, f"Buyer{n}", "Store", rng)
+            doc = self._customer_doc(
+                CUSTOMER_BASE - 1_000_000 + n * 7, email, f"Buyer{n}", "Store", rng
+            )
             self.customers_by_email[email] = doc
             out.append(doc)
         return out
 
-    def _customer_doc(self, cid: int, email: str, first: str, last: str | None, rng: random.Random) -> dict[str, Any]:
-        created = STORE_OPENED + timedelta(seconds=rng.randint(0, int((STORE_NOW - STORE_OPENED).total_seconds())))
+    def _customer_doc(
+        self, cid: int, email: str, first: str, last: str | None, rng: random.Random
+    ) -> dict[str, Any]:
+        created = STORE_OPENED + timedelta(
+            seconds=rng.randint(0, int((STORE_NOW - STORE_OPENED).total_seconds()))
+        )
         address = {
             "id": ADDRESS_BASE + cid % 10**9,
             "first_name": first,
@@ -367,12 +410,16 @@ class StoreBuilder:
             "total_spent": "0.00",
         }
 
-    def _currency(self, order_id: int, lines: list[tuple[LegacyLicense, Decimal | None]]) -> Currency:
+    def _currency(
+        self, order_id: int, lines: list[tuple[LegacyLicense, Decimal | None]]
+    ) -> Currency:
         """The seeded currency, unless the legacy prices say otherwise (another seed made them)."""
         seeded = currency_for_order(order_id, self.seed)
         candidates: list[Currency] = [seeded, "USD", "EUR", "GBP"]
         for cur in candidates:
-            if all(usd is None or price_in_currency(usd, cur) == lic.price_paid for lic, usd in lines):
+            if all(
+                usd is None or price_in_currency(usd, cur) == lic.price_paid for lic, usd in lines
+            ):
                 return cur
         return seeded
 
@@ -380,7 +427,11 @@ class StoreBuilder:
         script = self.scripts.get(lic.script_id)
         if script is None or script.monthly_price is None:
             return None
-        return lifetime_price_usd(script.monthly_price) if lic.kind == "lifetime" else script.monthly_price
+        return (
+            lifetime_price_usd(script.monthly_price)
+            if lic.kind == "lifetime"
+            else script.monthly_price
+        )
 
     def _license_orders(self) -> list[dict[str, Any]]:
         by_order: dict[int, list[LegacyLicense]] = defaultdict(list)
@@ -400,7 +451,9 @@ class StoreBuilder:
                 elif usd is not None and price_in_currency(usd, currency) == lic.price_paid:
                     shop = usd
                 else:
-                    shop = (lic.price_paid / FX_FROM_USD[currency]).quantize(CENT, rounding=ROUND_HALF_UP)
+                    shop = (lic.price_paid / FX_FROM_USD[currency]).quantize(
+                        CENT, rounding=ROUND_HALF_UP
+                    )
                 variant = "Lifetime" if lic.kind == "lifetime" else "Monthly"
                 lines.append(self._line(lic.line_id, lic.script_id, variant, shop, lic.price_paid))
             member = members.get(lics[0].member_id)
@@ -411,12 +464,22 @@ class StoreBuilder:
                 (lic.updated_at for lic in lics if lic.refunded and lic.updated_at), default=None
             ) or created + timedelta(days=3)
             out.append(
-                self._order(order_id, created, currency, lines, customer, email or None, refunded,
-                            max(refund_at, created + timedelta(minutes=5)))
+                self._order(
+                    order_id,
+                    created,
+                    currency,
+                    lines,
+                    customer,
+                    email or None,
+                    refunded,
+                    max(refund_at, created + timedelta(minutes=5)),
+                )
             )
         return out
 
-    def _line(self, line_id: int, script_id: int, variant: str, shop: Decimal, presentment: Decimal) -> dict[str, Any]:
+    def _line(
+        self, line_id: int, script_id: int, variant: str, shop: Decimal, presentment: Decimal
+    ) -> dict[str, Any]:
         product = self.products_by_script.get(script_id)
         sku = f"script-{script_id}-{variant.lower()}"
         match = next((v for v in product["variants"] if v["sku"] == sku), None) if product else None
@@ -460,18 +523,25 @@ class StoreBuilder:
         test: bool = False,
     ) -> dict[str, Any]:
         sub_shop = sum((Decimal(li["price"]["shop"]) * li["quantity"] for li in lines), Decimal(0))
-        sub_pres = sum((Decimal(li["price"]["presentment"]) * li["quantity"] for li in lines), Decimal(0))
+        sub_pres = sum(
+            (Decimal(li["price"]["presentment"]) * li["quantity"] for li in lines), Decimal(0)
+        )
         codes: list[dict[str, Any]] = []
         disc_shop = disc_pres = Decimal(0)
         if discount is not None:
             code, kind, value = discount
             if kind == "percentage":
-                disc_shop, disc_pres = sub_shop * Decimal(value) / 100, sub_pres * Decimal(value) / 100
+                disc_shop, disc_pres = (
+                    sub_shop * Decimal(value) / 100,
+                    sub_pres * Decimal(value) / 100,
+                )
             else:
                 disc_pres = min(Decimal(value), sub_pres)
                 disc_shop = min((disc_pres / FX_FROM_USD[currency]), sub_shop)
             disc_shop, disc_pres = disc_shop.quantize(CENT), disc_pres.quantize(CENT)
-            codes.append({"code": code, "type": kind, "value": value, "amount": _pair(disc_shop, disc_pres)})
+            codes.append(
+                {"code": code, "type": kind, "value": value, "amount": _pair(disc_shop, disc_pres)}
+            )
         total_shop, total_pres = sub_shop - disc_shop, sub_pres - disc_pres
         stamp = _utc_text(created)
         sale_id = self._next("_tx_seq")
@@ -496,18 +566,38 @@ class StoreBuilder:
                 li = items[lid]
                 ref_shop += Decimal(li["price"]["shop"])
                 ref_pres += Decimal(li["price"]["presentment"])
-                rlis.append({"id": self._next("_refund_seq"), "line_item_id": lid, "quantity": 1,
-                             "subtotal": li["price"], "total_tax": _pair(Decimal(0), Decimal(0))})
+                rlis.append(
+                    {
+                        "id": self._next("_refund_seq"),
+                        "line_item_id": lid,
+                        "quantity": 1,
+                        "subtotal": li["price"],
+                        "total_tax": _pair(Decimal(0), Decimal(0)),
+                    }
+                )
             ref_shop, ref_pres = min(ref_shop, total_shop), min(ref_pres, total_pres)
             tx_id = self._next("_tx_seq")
             transactions.append(
-                {"id": tx_id, "kind": "refund", "status": "success", "gateway": "shopify_payments",
-                 "parent_id": sale_id, "amount": _pair(ref_shop, ref_pres),
-                 "created_at": _utc_text(refund_at), "test": test}
+                {
+                    "id": tx_id,
+                    "kind": "refund",
+                    "status": "success",
+                    "gateway": "shopify_payments",
+                    "parent_id": sale_id,
+                    "amount": _pair(ref_shop, ref_pres),
+                    "created_at": _utc_text(refund_at),
+                    "test": test,
+                }
             )
             refunds.append(
-                {"id": self._next("_refund_seq"), "created_at": _utc_text(refund_at), "note": "License refunded",
-                 "refund_line_items": rlis, "transaction_ids": [tx_id], "total_refunded": _pair(ref_shop, ref_pres)}
+                {
+                    "id": self._next("_refund_seq"),
+                    "created_at": _utc_text(refund_at),
+                    "note": "License refunded",
+                    "refund_line_items": rlis,
+                    "transaction_ids": [tx_id],
+                    "total_refunded": _pair(ref_shop, ref_pres),
+                }
             )
             updated = max(updated, refund_at)
         if cancelled:
@@ -553,16 +643,25 @@ class StoreBuilder:
             "refunds": refunds,
         }
 
-    def _extra_orders(self, customers: list[dict[str, Any]], taken: set[int]) -> list[dict[str, Any]]:
+    def _extra_orders(
+        self, customers: list[dict[str, Any]], taken: set[int]
+    ) -> list[dict[str, Any]]:
         rng = random.Random(f"extra-orders:{self.seed}")
         count = max(6, int(self.scale * 1000))
         # Every quirk at every scale: these orders carry one each whatever the dice say.
-        cast = dict(zip(rng.sample(range(count), 6), ("test", "cancelled", "discount", "partial",
-                                                      "unknown-sku", "retired-sku"), strict=True))
+        cast = dict(
+            zip(
+                rng.sample(range(count), 6),
+                ("test", "cancelled", "discount", "partial", "unknown-sku", "retired-sku"),
+                strict=True,
+            )
+        )
         span = int((STORE_NOW - STORE_OPENED).total_seconds())
         times = sorted(STORE_OPENED + timedelta(seconds=rng.randint(0, span)) for _ in range(count))
         sellable = [p for p in self.products_by_script.values()] or self.instance_products
-        retired = [s.script_id for s in self.world.scripts if s.status == "retired" and s.is_premium]
+        retired = [
+            s.script_id for s in self.world.scripts if s.status == "retired" and s.is_premium
+        ]
         out: list[dict[str, Any]] = []
         small, big = EXTRA_ORDER_BASE, EXTRA_BIG_ORDER_BASE
         for i, created in enumerate(times):
@@ -589,17 +688,43 @@ class StoreBuilder:
                     roll = 0.5
                 if roll < 0.04 or not sellable:
                     # A SKU that names a retired or unknown script: no product behind it.
-                    sid = rng.choice(retired) if retired and roll < 0.02 else 990_000 + rng.randint(0, 999)
+                    sid = (
+                        rng.choice(retired)
+                        if retired and roll < 0.02
+                        else 990_000 + rng.randint(0, 999)
+                    )
                     usd = Decimal(rng.choice(("4.99", "9.99")))
-                    lines.append(self._line(self._next("_line_seq"), sid, "Monthly", usd,
-                                            price_in_currency(usd, currency)))
+                    lines.append(
+                        self._line(
+                            self._next("_line_seq"),
+                            sid,
+                            "Monthly",
+                            usd,
+                            price_in_currency(usd, currency),
+                        )
+                    )
                     continue
-                product = rng.choice(self.instance_products) if roll < 0.12 and self.instance_products else rng.choice(sellable)
+                product = (
+                    rng.choice(self.instance_products)
+                    if roll < 0.12 and self.instance_products
+                    else rng.choice(sellable)
+                )
                 variant = rng.choice(product["variants"])
                 usd = Decimal(variant["price"])
-                li = self._line(self._next("_line_seq"), -1, variant["title"], usd, price_in_currency(usd, currency))
-                li.update(product_id=product["id"], variant_id=variant["id"], sku=variant["sku"],
-                          title=product["title"], name=f"{product['title']} - {variant['title']}")
+                li = self._line(
+                    self._next("_line_seq"),
+                    -1,
+                    variant["title"],
+                    usd,
+                    price_in_currency(usd, currency),
+                )
+                li.update(
+                    product_id=product["id"],
+                    variant_id=variant["id"],
+                    sku=variant["sku"],
+                    title=product["title"],
+                    name=f"{product['title']} - {variant['title']}",
+                )
                 lines.append(li)
             roll = rng.random()
             customer = rng.choice(customers) if customers and roll < 0.8 else None
@@ -612,16 +737,27 @@ class StoreBuilder:
             elif role in ("test", "cancelled", "discount"):
                 refunded = []
             out.append(
-                self._order(order_id, created, currency, lines, customer, email, refunded,
-                            created + timedelta(days=rng.randint(1, 20)),
-                            discount=rng.choice(DISCOUNTS) if rng.random() < 0.1 or role == "discount"
-                            else None,
-                            cancelled=rng.random() < 0.03 or role == "cancelled",
-                            test=rng.random() < 0.02 or role == "test")
+                self._order(
+                    order_id,
+                    created,
+                    currency,
+                    lines,
+                    customer,
+                    email,
+                    refunded,
+                    created + timedelta(days=rng.randint(1, 20)),
+                    discount=rng.choice(DISCOUNTS)
+                    if rng.random() < 0.1 or role == "discount"
+                    else None,
+                    cancelled=rng.random() < 0.03 or role == "cancelled",
+                    test=rng.random() < 0.02 or role == "test",
+                )
             )
         return out
 
-    def _customer_totals(self, customers: list[dict[str, Any]], orders: list[dict[str, Any]]) -> None:
+    def _customer_totals(
+        self, customers: list[dict[str, Any]], orders: list[dict[str, Any]]
+    ) -> None:
         by_id = {c["id"]: c for c in customers}
         spent: dict[int, Decimal] = defaultdict(Decimal)
         for order in orders:

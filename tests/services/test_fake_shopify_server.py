@@ -30,8 +30,11 @@ query($after: String) {
 def _wait_bulk(server: FakeShopifyServer, timeout: float = 20.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _, _, body = gql(server, "{ currentBulkOperation { id status errorCode objectCount rootObjectCount "
-                                 "fileSize url partialDataUrl } }")
+        _, _, body = gql(
+            server,
+            "{ currentBulkOperation { id status errorCode objectCount rootObjectCount "
+            "fileSize url partialDataUrl } }",
+        )
         op = body["data"]["currentBulkOperation"]
         if op["status"] in ("COMPLETED", "FAILED", "CANCELED"):
             return op
@@ -48,17 +51,24 @@ def _download(url: str) -> list[dict]:
     ("token", "header_present"), [(None, False), ("wrong", True)], ids=["missing", "wrong"]
 )
 def test_auth_is_refused_without_the_right_token(server, token, header_present):
-    status, headers, body = gql(server, "{ shop { name } }", token=token)
+    status, _, body = gql(server, "{ shop { name } }", token=token)
     assert status == 401
-    assert body == {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
+    assert body == {
+        "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"
+    }
     status, _, _ = call(f"{server.admin_url()}/orders.json", token=token)
     assert status == 401
 
 
 @pytest.mark.parametrize(
     ("asked", "status", "served"),
-    [("2026-01", 200, "2026-01"), ("2023-10", 200, "2025-10"), ("2024-13", 404, None),
-     ("latest", 404, None), ("unstable", 200, "unstable")],
+    [
+        ("2026-01", 200, "2026-01"),
+        ("2023-10", 200, "2025-10"),
+        ("2024-13", 404, None),
+        ("latest", 404, None),
+        ("unstable", 200, "unstable"),
+    ],
     ids=["supported", "retired-falls-forward", "bad-month", "not-a-version", "unstable"],
 )
 def test_api_versions_are_pinned_in_the_path(server, asked, status, served):
@@ -68,8 +78,10 @@ def test_api_versions_are_pinned_in_the_path(server, asked, status, served):
 
 
 def test_headers_are_lowercase_like_shopify(server):
-    raw = urllib.request.Request(f"{server.admin_url()}/orders.json?status=any&limit=1",
-                                 headers={"X-Shopify-Access-Token": TOKEN})
+    raw = urllib.request.Request(
+        f"{server.admin_url()}/orders.json?status=any&limit=1",
+        headers={"X-Shopify-Access-Token": TOKEN},
+    )
     with urllib.request.urlopen(raw) as resp:
         names = [k for k, _ in resp.headers.items()]
     assert "x-shopify-shop-api-call-limit" in names and "link" in names and "x-request-id" in names
@@ -91,7 +103,9 @@ def test_query_cost_is_computed_as_shopify_does(server):
 
 
 def test_a_query_over_1000_points_is_refused(server):
-    _, _, body = gql(server, "{ orders(first: 250) { nodes { id lineItems(first: 250) { nodes { id } } } } }")
+    _, _, body = gql(
+        server, "{ orders(first: 250) { nodes { id lineItems(first: 250) { nodes { id } } } } }"
+    )
     assert body["errors"][0]["extensions"]["code"] == "MAX_COST_EXCEEDED"
     assert "data" not in body
 
@@ -135,8 +149,12 @@ def test_updated_at_search_filters_orders(server, store_path):
     docs = list(StoreDB(store_path).iterate("orders"))
     cut = sorted(d["updated_at"] for d in docs)[len(docs) // 2]
     query = f"updated_at:>='{cut}' AND updated_at:<='2030-01-01T00:00:00Z'"
-    _, _, body = gql(server, "query($q: String) { orders(first: 250, query: $q, sortKey: UPDATED_AT) "
-                             "{ nodes { id updatedAt } } }", {"q": query})
+    _, _, body = gql(
+        server,
+        "query($q: String) { orders(first: 250, query: $q, sortKey: UPDATED_AT) "
+        "{ nodes { id updatedAt } } }",
+        {"q": query},
+    )
     got = {n["id"] for n in body["data"]["orders"]["nodes"]}
     assert got == {f"gid://shopify/Order/{d['id']}" for d in docs if d["updated_at"] >= cut}
     stamps = [n["updatedAt"] for n in body["data"]["orders"]["nodes"]]
@@ -147,9 +165,12 @@ def test_updated_at_search_filters_orders(server, store_path):
 def test_bulk_export_reassembles_into_the_seeded_orders(server, store_path, grouped):
     control(server, "faults", {"bulk": {"page_size": 7}})
     inner = "{ orders { edges { node { id name lineItems { edges { node { id sku } } } } } } }"
-    _, _, body = gql(server, "mutation($q: String!, $g: Boolean) { bulkOperationRunQuery(query: $q, "
-                             "groupObjects: $g) { bulkOperation { id status } userErrors { field message code } } }",
-                     {"q": inner, "g": grouped})
+    _, _, body = gql(
+        server,
+        "mutation($q: String!, $g: Boolean) { bulkOperationRunQuery(query: $q, "
+        "groupObjects: $g) { bulkOperation { id status } userErrors { field message code } } }",
+        {"q": inner, "g": grouped},
+    )
     payload = body["data"]["bulkOperationRunQuery"]
     assert payload["userErrors"] == [] and payload["bulkOperation"]["status"] == "CREATED"
     op = _wait_bulk(server)
@@ -177,17 +198,23 @@ def test_bulk_export_reassembles_into_the_seeded_orders(server, store_path, grou
 
 def test_second_bulk_operation_is_refused_while_one_runs_and_cancel_works(server):
     control(server, "faults", {"bulk": {"page_size": 1, "page_delay": 0.2}})
-    run = ("mutation { bulkOperationRunQuery(query: \"{ orders { edges { node { id } } } }\") "
-           "{ bulkOperation { id } userErrors { field message code } } }")
+    run = (
+        'mutation { bulkOperationRunQuery(query: "{ orders { edges { node { id } } } }") '
+        "{ bulkOperation { id } userErrors { field message code } } }"
+    )
     _, _, first = gql(server, run, version="2025-10")
     op_id = first["data"]["bulkOperationRunQuery"]["bulkOperation"]["id"]
     _, _, second = gql(server, run, version="2025-10")
     errors = second["data"]["bulkOperationRunQuery"]["userErrors"]
     assert errors[0]["code"] == "OPERATION_IN_PROGRESS"
-    assert errors[0]["message"] == ("A bulk query operation for this app and shop is already in progress: "
-                                    f"{op_id}.")
-    _, _, cancel = gql(server, f'mutation {{ bulkOperationCancel(id: "{op_id}") {{ bulkOperation {{ status }} '
-                               "userErrors { message } } }")
+    assert errors[0]["message"] == (
+        f"A bulk query operation for this app and shop is already in progress: {op_id}."
+    )
+    _, _, cancel = gql(
+        server,
+        f'mutation {{ bulkOperationCancel(id: "{op_id}") {{ bulkOperation {{ status }} '
+        "userErrors { message } } }",
+    )
     assert cancel["data"]["bulkOperationCancel"]["bulkOperation"]["status"] == "CANCELING"
     op = _wait_bulk(server)
     assert op["status"] == "CANCELED"
@@ -198,8 +225,11 @@ def test_second_bulk_operation_is_refused_while_one_runs_and_cancel_works(server
 @pytest.mark.parametrize("code", ["INTERNAL_SERVER_ERROR", "TIMEOUT"])
 def test_failed_bulk_operation_exposes_partial_data(server, code):
     control(server, "faults", {"bulk_fail": code, "fail_after_pages": 1, "bulk": {"page_size": 5}})
-    gql(server, 'mutation { bulkOperationRunQuery(query: "{ orders { edges { node { id } } } }") '
-                "{ bulkOperation { id } userErrors { message } } }")
+    gql(
+        server,
+        'mutation { bulkOperationRunQuery(query: "{ orders { edges { node { id } } } }") '
+        "{ bulkOperation { id } userErrors { message } } }",
+    )
     op = _wait_bulk(server)
     assert op["status"] == "FAILED" and op["errorCode"] == code
     assert op["url"] is None and op["partialDataUrl"]
@@ -208,14 +238,23 @@ def test_failed_bulk_operation_exposes_partial_data(server, code):
 
 @pytest.mark.parametrize(
     ("query", "message"),
-    [("{ shop { name } }", "at least one connection"),
-     ('{ node(id: "gid://shopify/Order/1") { id } }', "`node`"),
-     ("{ orders { edges { node { name lineItems { edges { node { id } } } } } } }", "must select the 'id'")],
+    [
+        ("{ shop { name } }", "at least one connection"),
+        ('{ node(id: "gid://shopify/Order/1") { id } }', "`node`"),
+        (
+            "{ orders { edges { node { name lineItems { edges { node { id } } } } } } }",
+            "must select the 'id'",
+        ),
+    ],
     ids=["no-connection", "top-level-node", "nested-without-id"],
 )
 def test_invalid_bulk_queries_get_user_errors(server, query, message):
-    _, _, body = gql(server, "mutation($q: String!) { bulkOperationRunQuery(query: $q) "
-                             "{ bulkOperation { id } userErrors { code message } } }", {"q": query})
+    _, _, body = gql(
+        server,
+        "mutation($q: String!) { bulkOperationRunQuery(query: $q) "
+        "{ bulkOperation { id } userErrors { code message } } }",
+        {"q": query},
+    )
     error = body["data"]["bulkOperationRunQuery"]["userErrors"][0]
     assert error["code"] == "INVALID" and message in error["message"]
 
@@ -223,11 +262,23 @@ def test_invalid_bulk_queries_get_user_errors(server, query, message):
 def test_records_updated_mid_export_keep_old_values_in_pages_already_written(server, store_path):
     ids = StoreDB(store_path).ids("orders")
     control(server, "faults", {"bulk": {"page_size": 10, "page_delay": 0.3}})
-    gql(server, 'mutation { bulkOperationRunQuery(query: "{ orders { edges { node { id email updatedAt } } } }") '
-                "{ bulkOperation { id } } }")
+    gql(
+        server,
+        "mutation { bulkOperationRunQuery("
+        'query: "{ orders { edges { node { id email updatedAt } } } }") '
+        "{ bulkOperation { id } } }",
+    )
     time.sleep(0.4)  # the first page is written
-    control(server, "mutate", {"resource": "orders", "id": ids[0], "changes": {"email": "early@changed.example"}})
-    control(server, "mutate", {"resource": "orders", "id": ids[-1], "changes": {"email": "late@changed.example"}})
+    control(
+        server,
+        "mutate",
+        {"resource": "orders", "id": ids[0], "changes": {"email": "early@changed.example"}},
+    )
+    control(
+        server,
+        "mutate",
+        {"resource": "orders", "id": ids[-1], "changes": {"email": "late@changed.example"}},
+    )
     op = _wait_bulk(server)
     by_id = {line["id"]: line for line in _download(op["url"])}
     assert by_id[f"gid://shopify/Order/{ids[0]}"]["email"] != "early@changed.example"
@@ -245,7 +296,8 @@ def test_rest_link_pagination_walks_all_records_exactly_once(server, store_path)
         seen += [o["id"] for o in body["orders"]]
         links = dict(
             (part.split("; ")[1].split('"')[1], part.split("; ")[0].strip("<>"))
-            for part in headers.get("link", "").split(", ") if part
+            for part in headers.get("link", "").split(", ")
+            if part
         )
         if pages > 1:
             assert "previous" in links
@@ -279,21 +331,31 @@ def test_rest_defaults_to_open_orders_and_shapes_money_and_times(server):
 
 
 def test_ids_above_2_53_arrive_as_exact_numbers_in_rest_and_gids_in_graphql(server):
-    raw = urllib.request.Request(f"{server.admin_url()}/orders.json?status=any&limit=250",
-                                 headers={"X-Shopify-Access-Token": TOKEN})
+    raw = urllib.request.Request(
+        f"{server.admin_url()}/orders.json?status=any&limit=250",
+        headers={"X-Shopify-Access-Token": TOKEN},
+    )
     with urllib.request.urlopen(raw) as resp:
         text = resp.read().decode()
     ids = [o["id"] for o in json.loads(text)["orders"]]
     big = [i for i in ids if i > 2**53]
     assert big and f'"id":{big[0]},' in text  # a bare JSON number, not a string
-    _, _, body = gql(server, f'{{ order(id: "gid://shopify/Order/{big[0]}") {{ id legacyResourceId }} }}')
-    assert body["data"]["order"] == {"id": f"gid://shopify/Order/{big[0]}", "legacyResourceId": str(big[0])}
+    _, _, body = gql(
+        server, f'{{ order(id: "gid://shopify/Order/{big[0]}") {{ id legacyResourceId }} }}'
+    )
+    assert body["data"]["order"] == {
+        "id": f"gid://shopify/Order/{big[0]}",
+        "legacyResourceId": str(big[0]),
+    }
 
 
 def test_rest_bucket_answers_429_with_retry_after(store_path):
     config = ServerConfig(db_path=store_path, token=TOKEN, rest_bucket_size=3, rest_leak_rate=0.5)
     with FakeShopifyServer(config) as srv:
-        limits = [call(f"{srv.admin_url()}/products.json")[1]["x-shopify-shop-api-call-limit"] for _ in range(3)]
+        limits = [
+            call(f"{srv.admin_url()}/products.json")[1]["x-shopify-shop-api-call-limit"]
+            for _ in range(3)
+        ]
         assert limits == ["1/3", "2/3", "3/3"]
         status, headers, body = call(f"{srv.admin_url()}/products.json")
         assert status == 429 and float(headers["retry-after"]) >= 2.0
@@ -308,7 +370,9 @@ def test_request_log_records_costs_and_throttle_status(server):
     graphql, rest = log
     assert graphql["api"] == "graphql" and graphql["requested_cost"] == 82
     assert graphql["actual_cost"] is not None and graphql["throttle_available"] is not None
-    assert rest["api"] == "rest" and rest["status"] == 200 and rest["rest_call_limit"].endswith("/40")
+    assert (
+        rest["api"] == "rest" and rest["status"] == 200 and rest["rest_call_limit"].endswith("/40")
+    )
 
 
 @pytest.mark.parametrize("action", ["503", "500", "429"])
@@ -337,8 +401,11 @@ def test_token_rotation_makes_the_old_token_fail(server):
 def test_deleted_products_show_as_deletion_events(server, store_path):
     pid = StoreDB(store_path).ids("products")[0]
     control(server, "mutate", {"resource": "products", "id": pid, "delete": True})
-    _, _, body = gql(server, "{ deletionEvents(first: 10, subjectTypes: [PRODUCT]) "
-                             "{ nodes { subjectId subjectType occurredAt } } }")
+    _, _, body = gql(
+        server,
+        "{ deletionEvents(first: 10, subjectTypes: [PRODUCT]) "
+        "{ nodes { subjectId subjectType occurredAt } } }",
+    )
     assert body["data"]["deletionEvents"]["nodes"][0]["subjectId"] == f"gid://shopify/Product/{pid}"
 
 
@@ -347,13 +414,27 @@ def test_command_line_server_starts_and_answers(store_path):
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.fake_shopify", "--db", str(store_path), "--port", "0",
-         "--token", TOKEN], stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "services.fake_shopify",
+            "--db",
+            str(store_path),
+            "--port",
+            "0",
+            "--token",
+            TOKEN,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline().strip()
         assert line.startswith("listening http://127.0.0.1:")
         base = line.split(" ", 1)[1]
-        status, _, body = call(f"{base}/admin/api/2026-01/graphql.json", body={"query": "{ shop { currencyCode } }"})
+        status, _, body = call(
+            f"{base}/admin/api/2026-01/graphql.json", body={"query": "{ shop { currencyCode } }"}
+        )
         assert status == 200 and body["data"]["shop"]["currencyCode"] == "USD"
     finally:
         proc.terminate()
