@@ -72,3 +72,36 @@ def legacy(
             rows,
         )
     )
+
+
+@app.command("shopify")
+def shopify(
+    scale: float = typer.Option(1.0, "--scale", min=0.0, help="Store-only orders: 1,000 per unit."),
+    seed: int = typer.Option(1, "--seed", help="Use the seed the legacy world was made with."),
+    db: str = typer.Option(
+        "", "--db", help="Store file (default: <RUNESHIFT_HOME>/shopify-store.db)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Build the fake Shopify store from the legacy world; serve it with
+    ``python -m services.fake_shopify --db PATH``."""
+    from runeshift.settings import runeshift_home
+    from services.fake_shopify.shopify_seeder import seed_store
+
+    settings = load_settings()
+    server, forums_db, repo_db = legacy_targets(
+        settings.require("forums_url"), settings.require("repo_url")
+    )
+    path = db or str(runeshift_home() / "shopify-store.db")
+    summary = seed_store(path, server, scale=scale, seed=seed, forums_db=forums_db, repo_db=repo_db)
+    if as_json:
+        print_json(summary.as_dict())
+        return
+    rows = [(k, v) for k, v in summary.as_dict().items() if k not in ("db_path", "seconds")]
+    out.print(
+        table(
+            f"Shopify store {summary.db_path}, {summary.seconds:.1f} seconds",
+            ["what", "count"],
+            rows,
+        )
+    )
