@@ -39,7 +39,9 @@ class MySQLTarget:
 def parse_mysql_url(url: str) -> MySQLTarget:
     parts = urlsplit(url)
     if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
-        raise ConfigError(f"expected a mysql://user:password@host:port/database URL, got {parts.scheme}://...")
+        raise ConfigError(
+            f"expected a mysql://user:password@host:port/database URL, got {parts.scheme}://..."
+        )
     return MySQLTarget(
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 3306,
@@ -49,8 +51,9 @@ def parse_mysql_url(url: str) -> MySQLTarget:
     )
 
 
-def mysql_connect(url: str, *, database: str | None = None, streaming: bool = False,
-                  autocommit: bool = True) -> pymysql.connections.Connection[Any]:
+def mysql_connect(
+    url: str, *, database: str | None = None, streaming: bool = False, autocommit: bool = True
+) -> pymysql.connections.Connection[Any]:
     """A PyMySQL connection; ``streaming`` gives an unbuffered cursor class.
 
     The session reads TIMESTAMP columns in UTC (``time_zone='+00:00'``) and runs
@@ -74,7 +77,9 @@ def mysql_connect(url: str, *, database: str | None = None, streaming: bool = Fa
 def pg_connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     """A psycopg 3 connection in UTC."""
     if not url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(f"expected a postgresql://user:password@host:port/database URL, got {url.split(':')[0]}://...")
+        raise ConfigError(
+            f"expected a postgresql://user:password@host:port/database URL, got {url.split(':')[0]}://..."
+        )
     conn = psycopg.connect(url, autocommit=autocommit, options="-c TimeZone=UTC")
     return conn
 

@@ -26,7 +26,13 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     t = Table(title=title, title_justify="left")
     for name in columns:
         numeric = name.endswith(("rows", "count", "/s", "seconds")) or name in {
-            "read", "migrated", "excluded", "quarantined", "rows", "port", "pid",
+            "read",
+            "migrated",
+            "excluded",
+            "quarantined",
+            "rows",
+            "port",
+            "pid",
         }
         t.add_column(name, justify="right" if numeric else "left")
     for row in rows:

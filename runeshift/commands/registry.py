@@ -13,8 +13,20 @@ def register_all(app: typer.Typer) -> None:
     # Stage command modules are appended below as they land.
     from runeshift.commands import sample_cmd
 
-    app.add_typer(sample_cmd.app, name="sample", help="Generate sample data: the legacy MySQL world.")
+    app.add_typer(
+        sample_cmd.app, name="sample", help="Generate sample data: the legacy MySQL world."
+    )
     from runeshift.commands import schema_cmd
 
     app.add_typer(schema_cmd.app, name="schema", help="Create or upgrade the Postgres schemas.")
+    from runeshift.commands import backfill_cmd, mappings_cmd
+
+    app.add_typer(
+        mappings_cmd.app,
+        name="mappings",
+        help="Check the mapping specs against the source; show one.",
+    )
+    app.command("backfill", help="Snapshot the legacy databases and load them into Rune.")(
+        backfill_cmd.backfill
+    )
     return None

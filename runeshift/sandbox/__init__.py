@@ -98,7 +98,9 @@ class Sandbox:
         existing = self.servers()
         if existing is None:
             mariadb = MariaDBServer(self.root / "mariadb", free_port(), secrets.token_urlsafe(18))
-            postgres = PostgresServer(self.root / "postgres", free_port(), secrets.token_urlsafe(18))
+            postgres = PostgresServer(
+                self.root / "postgres", free_port(), secrets.token_urlsafe(18)
+            )
         else:
             mariadb, postgres = existing
         if not mariadb.datadir.exists():
@@ -127,8 +129,12 @@ class Sandbox:
             self.root,
             True,
             (
-                ServerStatus("mariadb", mariadb.url(), mariadb.is_up(), mariadb.pid(), mariadb.port),
-                ServerStatus("postgres", postgres.url(), postgres.is_up(), postgres.pid(), postgres.port),
+                ServerStatus(
+                    "mariadb", mariadb.url(), mariadb.is_up(), mariadb.pid(), mariadb.port
+                ),
+                ServerStatus(
+                    "postgres", postgres.url(), postgres.is_up(), postgres.pid(), postgres.port
+                ),
             ),
             dict(state.get("settings", {})),
         )

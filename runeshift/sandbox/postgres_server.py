@@ -123,9 +123,8 @@ class PostgresServer:
             "60",
             "start",
         ]
-        if user is not None:
-            if self.log.exists():
-                os.chown(self.log, *user)
+        if user is not None and self.log.exists():
+            os.chown(self.log, *user)
         subprocess.run(
             run_as(argv, user),
             stdin=subprocess.DEVNULL,

@@ -1,0 +1,442 @@
+"""The backfill: snapshot both legacy databases and load them into Rune.
+
+This module is the one place that wires the components together: the
+snapshot readers (extract), the staging store, the mapping engine
+(transform) and the COPY writer and control store (load). Per chunk the
+order is: read -> stage as Parquet -> map -> one Postgres transaction holding
+the chunk's rows, its quarantined rows, its exclusion counts and its
+checkpoint. A crash loses at most the chunk in flight; the next run resumes
+after the last committed checkpoint and ends identical to an uninterrupted
+run, and a rerun of a finished backfill rewrites nothing (the writer only
+touches rows whose values differ).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from extract.snapshot_reader import BinlogPosition, SnapshotReader
+from load import copy_writer
+from load.staging_store import open_staging, parquet_bytes, put_json
+from load.target_schema import current, head_revision
+from runeshift import control_store
+from runeshift.connections import parse_mysql_url, pg_connect
+from runeshift.errors import ConfigError, FatalError
+from runeshift.settings import Settings
+from transform.mapping_dedup import plan_dedup
+from transform.mapping_engine import MappedBatch, QuarantinedRow, map_batch
+from transform.mapping_loader import load_mappings
+from transform.mapping_spec import Feed, MappingSet, TargetMapping
+
+BACKFILL_LOCK = 0x52554E45_0001  # pg advisory lock key: one backfill at a time
+
+
+class BackfillProgress(Protocol):
+    def table_started(self, name: str, total_rows: int) -> None: ...
+    def advanced(self, name: str, rows: int) -> None: ...
+    def table_finished(self, name: str) -> None: ...
+
+
+@dataclass
+class TableSummary:
+    source: str
+    target: str
+    read: int = 0
+    migrated: int = 0
+    excluded: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+    notes: Counter[str] = field(default_factory=Counter)
+    dedup_decisions: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.migrated + self.excluded + self.quarantined
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "read": self.read,
+            "migrated": self.migrated,
+            "excluded": self.excluded,
+            "quarantined": self.quarantined,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "balanced": self.balanced,
+            "notes": dict(self.notes),
+            "dedup_decisions": [
+                {"value_hash": _mask(v), "winner": w, "loser": lo, "action": a}
+                for v, w, lo, a in self.dedup_decisions
+            ],
+        }
+
+
+def _mask(value: str) -> str:
+    """Contested values are emails: reports show a short hash, never the address."""
+    import hashlib
+
+    return hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
+@dataclass
+class BackfillResult:
+    backfill_id: str
+    run_id: str
+    resumed: bool
+    positions: dict[str, dict[str, Any]]
+    staging: str
+    excluded_tables: list[dict[str, str]]
+    tables: list[TableSummary]
+    mapping_checksum: str
+
+    @property
+    def balanced(self) -> bool:
+        return all(t.balanced for t in self.tables)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backfill_id": self.backfill_id,
+            "run_id": self.run_id,
+            "resumed": self.resumed,
+            "positions": self.positions,
+            "staging": self.staging,
+            "mapping_checksum": self.mapping_checksum,
+            "excluded_tables": self.excluded_tables,
+            "tables": [t.as_dict() for t in self.tables],
+            "balanced": self.balanced,
+        }
+
+
+def _database(url: str, setting: str) -> str:
+    name = parse_mysql_url(url).database
+    if not name:
+        raise ConfigError(
+            f"setting '{setting}' must name the database, e.g. mysql://user:pw@host:3306/{setting.split('_')[0]}"
+        )
+    return name
+
+
+def _selected(
+    mappings: MappingSet, tables: Iterable[str] | None
+) -> list[tuple[TargetMapping, Feed]]:
+    wanted = {t.strip() for t in tables or () if t.strip()}
+    picked: list[tuple[TargetMapping, Feed]] = []
+    matched: set[str] = set()
+    for target in mappings.targets:
+        for feed in target.feeds:
+            names = {target.table, target.table.split(".")[-1], feed.qualified, feed.table}
+            hit = names & wanted
+            if not wanted or hit:
+                picked.append((target, feed))
+                matched |= hit
+    unknown = wanted - matched
+    if unknown:
+        raise ConfigError(
+            f"--tables names {', '.join(sorted(unknown))}, which no mapping covers; "
+            f"use target tables ({', '.join(t.table for t in mappings.targets)}) or source tables (repo.licenses)"
+        )
+    return picked
+
+
+class _References:
+    """Which ids exist in each referenced target table (loaded once per table per run)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self._ids: dict[str, pa.Array] = {}
+
+    def invalidate(self, table: str) -> None:
+        self._ids.pop(table, None)
+
+    def __call__(self, table: str, values: pa.Array) -> pa.Array:
+        if table not in self._ids:
+            schema, _, name = table.partition(".")
+            kind = self._conn.execute(
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+                "AND column_name = 'id'",
+                (schema, name),
+            ).fetchone()
+            cast = "::text" if kind and kind[0] == "uuid" else ""
+            rows = self._conn.execute(f"SELECT id{cast} FROM {table}").fetchall()
+            self._ids[table] = pa.array([r[0] for r in rows])
+        ids = self._ids[table]
+        if len(ids) == 0:
+            return pa.array([False] * len(values))
+        if not values.type.equals(ids.type):
+            values = pc.cast(values, ids.type)
+        return pc.fill_null(pc.is_in(values, value_set=ids), False)
+
+
+def run_backfill(
+    settings: Settings,
+    *,
+    tables: Iterable[str] | None = None,
+    progress: BackfillProgress | None = None,
+    chunk_rows: int | None = None,
+    stop_after_chunks: int | None = None,
+    mappings: MappingSet | None = None,
+) -> BackfillResult:
+    """Backfill the mapped tables (all, or those named in ``tables``); resumes an unfinished run.
+
+    ``stop_after_chunks`` ends the run early after that many committed chunks (for
+    tests and operators who want to backfill in slices); the run stays resumable.
+    """
+    mappings = mappings or load_mappings()
+    pg_url = settings.require("postgres_url")
+    conn = pg_connect(pg_url)
+    conn.autocommit = True
+    at = current(pg_url)
+    if at != head_revision():
+        raise ConfigError(
+            f"the target schema is at {at or 'nothing'}, not {head_revision()}; run 'runeshift schema upgrade'"
+        )
+    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (BACKFILL_LOCK,)).fetchone()
+    if not got or not got[0]:
+        raise FatalError(
+            "another backfill holds the backfill lock on this target; wait for it or stop it"
+        )
+    conn.autocommit = False
+    selected = _selected(mappings, tables)
+    backfill_id = control_store.unfinished_backfill(conn)
+    resumed = backfill_id is not None
+    conn.commit()
+    backfill_id = backfill_id or time.strftime("bf-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+    run_id = control_store.start_run(
+        conn,
+        "backfill",
+        {"backfill_id": backfill_id, "tables": sorted(tables or [])},
+        mappings.checksum,
+    )
+    staging = open_staging(settings.staging, endpoint_url=settings.s3_endpoint_url)
+    readers: dict[str, SnapshotReader] = {}
+    positions: dict[str, dict[str, Any]] = {}
+    summaries: list[TableSummary] = []
+    status = "failed"
+    try:
+        for source, setting in (("forums", "forums_url"), ("repo", "repo_url")):
+            if not any(f.source == source for _, f in selected):
+                continue
+            url = settings.require(setting)
+            reader = SnapshotReader(url, _database(url, setting))
+            position = reader.open()
+            readers[source] = reader
+            positions[source] = _keep_first_position(conn, source, position, resumed=resumed)
+        references = _References(conn)
+        budget = [stop_after_chunks]
+        for target, feed in selected:
+            summary = _backfill_feed(
+                conn,
+                readers[feed.source],
+                staging,
+                target,
+                feed,
+                backfill_id=backfill_id,
+                run_id=run_id,
+                resumed=resumed,
+                references=references,
+                progress=progress,
+                chunk_rows=chunk_rows,
+                budget=budget,
+            )
+            summaries.append(summary)
+            references.invalidate(target.table)
+            if budget[0] is not None and budget[0] <= 0:
+                status = "interrupted"
+                break
+        else:
+            status = "succeeded"
+        manifest = {
+            "backfill_id": backfill_id,
+            "mapping_checksum": mappings.checksum,
+            "positions": positions,
+            "tables": [s.as_dict() for s in summaries],
+        }
+        put_json(staging, f"{backfill_id}/manifest.json", manifest)
+    finally:
+        for reader in readers.values():
+            reader.close()
+        conn.rollback()
+        result = BackfillResult(
+            backfill_id,
+            run_id,
+            resumed,
+            positions,
+            staging.location,
+            [
+                {"table": f"{e.source}.{e.table}", "reason": e.reason}
+                for e in mappings.excluded_tables
+            ],
+            summaries,
+            mappings.checksum,
+        )
+        control_store.finish_run(conn, run_id, status, result.as_dict())
+        conn.close()
+    return result
+
+
+def _keep_first_position(
+    conn: psycopg.Connection[Any], source: str, position: BinlogPosition, *, resumed: bool
+) -> dict[str, Any]:
+    """A resumed backfill keeps the position of its first snapshot (see snapshot_reader)."""
+    existing = control_store.get_position(conn, source) if resumed else None
+    if existing is not None:
+        conn.commit()
+        return existing
+    control_store.set_position(conn, source, "binlog", position.as_dict(), "backfill")
+    conn.commit()
+    return position.as_dict()
+
+
+def _backfill_feed(
+    conn: psycopg.Connection[Any],
+    reader: SnapshotReader,
+    staging: Any,
+    target: TargetMapping,
+    feed: Feed,
+    *,
+    backfill_id: str,
+    run_id: str,
+    resumed: bool,
+    references: Callable[[str, pa.Array], pa.Array],
+    progress: BackfillProgress | None,
+    chunk_rows: int | None,
+    budget: list[int | None],
+) -> TableSummary:
+    started = time.monotonic()
+    table = reader.tables.get(feed.table)
+    if table is None:
+        raise ConfigError(
+            f"{feed.where}: source table {feed.qualified} does not exist; run 'runeshift mappings check'"
+        )
+    try:
+        columns = [table.column(c) for c in feed.used_columns()]
+    except KeyError as exc:
+        raise ConfigError(
+            f"{feed.where}: {feed.qualified} has no column {exc}; run 'runeshift mappings check'"
+        ) from None
+    name = f"{feed.qualified} -> {target.table}"
+    summary = TableSummary(feed.qualified, target.table)
+    done = control_store.chunk_progress(conn, backfill_id, feed.source, feed.table)
+    if done.chunks == 0:
+        control_store.reset_exclusions(conn, feed.source, feed.table, target.table)
+    summary.read, summary.migrated = done.read, done.migrated
+    summary.excluded, summary.quarantined = done.excluded, done.quarantined
+    losers: dict[str, frozenset[str]] = {}
+    for rule in feed.dedup:
+        needed = [table.column(c) for c in feed.used_columns()]
+        whole = pa.Table.from_batches(
+            [c.batch for c in reader.chunks(table, needed, chunk_rows=chunk_rows)]
+        )
+        outcome = plan_dedup(target, feed, rule, whole)
+        losers[rule.rule] = outcome.losers
+        summary.dedup_decisions.extend(outcome.decisions)
+        control_store.replace_dedup_decisions(conn, feed.qualified, rule.rule, outcome.decisions)
+    conn.commit()
+    if progress:
+        progress.table_started(name, reader.count(feed.table))
+        progress.advanced(name, done.read)
+    reasons = {f.rule: f.reason for f in feed.exclude_rows}
+    chunk_no = done.chunks
+    after = tuple(done.last_key) if done.last_key is not None else None
+    for chunk in reader.chunks(table, columns, after=after, chunk_rows=chunk_rows):
+        if budget[0] is not None and budget[0] <= 0:
+            break
+        chunk_no += 1
+        path = f"{backfill_id}/{feed.source}/{feed.table}/chunk-{chunk_no:06d}.parquet"
+        data, checksum = parquet_bytes(chunk.batch)
+        staging.put(path, data)
+        mapped = map_batch(target, feed, chunk.batch, references=references, dedup_losers=losers)
+        quarantined = _load_chunk(conn, target, feed, mapped)
+        control_store.quarantine_rows(
+            conn,
+            quarantined,
+            run_id=run_id,
+            source=feed.source,
+            source_table=feed.table,
+            target_table=target.table,
+        )
+        control_store.add_exclusions(
+            conn,
+            mapped.excluded,
+            reasons,
+            run_id=run_id,
+            source=feed.source,
+            source_table=feed.table,
+            target_table=target.table,
+        )
+        migrated = mapped.read - sum(mapped.excluded.values()) - len(quarantined)
+        control_store.record_chunk(
+            conn,
+            backfill_id=backfill_id,
+            source=feed.source,
+            table=feed.table,
+            chunk_no=chunk_no,
+            lower_key=list(after) if after else None,
+            upper_key=list(chunk.last_key),
+            read=mapped.read,
+            migrated=migrated,
+            excluded=sum(mapped.excluded.values()),
+            quarantined=len(quarantined),
+            checksum=checksum,
+            staged_path=path,
+        )
+        conn.commit()
+        after = chunk.last_key
+        summary.read += mapped.read
+        summary.migrated += migrated
+        summary.excluded += sum(mapped.excluded.values())
+        summary.quarantined += len(quarantined)
+        summary.notes.update(mapped.notes)
+        if progress:
+            progress.advanced(name, mapped.read)
+        if budget[0] is not None:
+            budget[0] -= 1
+    if progress:
+        progress.table_finished(name)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _load_chunk(
+    conn: psycopg.Connection[Any], target: TargetMapping, feed: Feed, mapped: MappedBatch
+) -> list[QuarantinedRow]:
+    """Write the mapped rows; return every quarantined row (mapping's and target's rejects)."""
+    quarantined = list(mapped.quarantined)
+    if mapped.rows.num_rows == 0:
+        return quarantined
+    if feed.primary:
+        rejected = copy_writer.upsert_rows(conn, target.table, mapped.rows)
+        for r in rejected:
+            key = mapped.source_keys[r.index].as_py()
+            quarantined.append(
+                QuarantinedRow(key, "rejected_by_target", r.reason, {"source_key": key})
+            )
+        return quarantined
+    present = copy_writer.update_columns(conn, target.table, mapped.rows)
+    missing = pc.invert(present)
+    for i, flag in enumerate(missing.to_pylist()):
+        if flag:
+            key = mapped.source_keys[i].as_py()
+            quarantined.append(
+                QuarantinedRow(
+                    key,
+                    "orphan",
+                    f"orphan: no row in {target.table} for {feed.qualified} key {key}",
+                    {"source_key": key},
+                )
+            )
+    return quarantined

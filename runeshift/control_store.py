@@ -1,0 +1,271 @@
+"""runeshift's own state in the ``runeshift`` Postgres schema.
+
+Design note: every write here that describes data (a loaded chunk, a
+quarantined row, an exclusion count, a source position) is made on the
+caller's connection inside the caller's transaction, so state and data commit
+or vanish together; that is what makes ``kill -9`` safe. Runs are the only
+records written in their own transactions (they describe the process, not
+the data).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from runeshift import __version__
+from transform.mapping_engine import QuarantinedRow
+
+
+def start_run(
+    conn: psycopg.Connection[Any], command: str, args: Mapping[str, Any], mapping_checksum: str
+) -> str:
+    with conn.transaction():
+        row = conn.execute(
+            "INSERT INTO runeshift.runs (command, status, tool_version, mapping_checksum, host, invoked_by, args) "
+            "VALUES (%s, 'running', %s, %s, %s, %s, %s) RETURNING id::text",
+            (
+                command,
+                __version__,
+                mapping_checksum,
+                socket.gethostname(),
+                _who(),
+                Jsonb(dict(args)),
+            ),
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def finish_run(
+    conn: psycopg.Connection[Any], run_id: str, status: str, summary: Mapping[str, Any]
+) -> None:
+    with conn.transaction():
+        conn.execute(
+            "UPDATE runeshift.runs SET status = %s, finished_at = now(), summary = %s WHERE id = %s",
+            (status, Jsonb(json.loads(json.dumps(summary, default=str))), run_id),
+        )
+
+
+def _who() -> str:
+    try:
+        return os.environ.get("RUNESHIFT_OPERATOR") or getpass.getuser()
+    except OSError:
+        return "unknown"
+
+
+def unfinished_backfill(conn: psycopg.Connection[Any]) -> str | None:
+    """The backfill id of the newest backfill run that did not succeed, if any."""
+    row = conn.execute(
+        "SELECT args->>'backfill_id', status FROM runeshift.runs WHERE command = 'backfill' "
+        "ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    if row is None or row[1] == "succeeded":
+        return None
+    return str(row[0]) if row[0] else None
+
+
+@dataclass(frozen=True)
+class ChunkProgress:
+    chunks: int
+    last_key: list[Any] | None
+    read: int
+    migrated: int
+    excluded: int
+    quarantined: int
+
+
+def chunk_progress(
+    conn: psycopg.Connection[Any], backfill_id: str, source: str, table: str
+) -> ChunkProgress:
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(rows_read),0), coalesce(sum(rows_migrated),0), "
+        "coalesce(sum(rows_excluded),0), coalesce(sum(rows_quarantined),0) "
+        "FROM runeshift.backfill_chunks WHERE backfill_id = %s AND source = %s AND source_table = %s "
+        "AND status = 'loaded'",
+        (backfill_id, source, table),
+    ).fetchone()
+    assert row is not None
+    last = conn.execute(
+        "SELECT upper_key FROM runeshift.backfill_chunks WHERE backfill_id = %s AND source = %s "
+        "AND source_table = %s AND status = 'loaded' ORDER BY chunk_no DESC LIMIT 1",
+        (backfill_id, source, table),
+    ).fetchone()
+    return ChunkProgress(
+        int(row[0]), last[0] if last else None, int(row[1]), int(row[2]), int(row[3]), int(row[4])
+    )
+
+
+def record_chunk(
+    conn: psycopg.Connection[Any],
+    *,
+    backfill_id: str,
+    source: str,
+    table: str,
+    chunk_no: int,
+    lower_key: list[Any] | None,
+    upper_key: list[Any],
+    read: int,
+    migrated: int,
+    excluded: int,
+    quarantined: int,
+    checksum: str,
+    staged_path: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO runeshift.backfill_chunks (backfill_id, source, source_table, chunk_no, lower_key, "
+        "upper_key, status, rows_read, rows_migrated, rows_excluded, rows_quarantined, checksum, staged_path, "
+        "loaded_at) VALUES (%s,%s,%s,%s,%s,%s,'loaded',%s,%s,%s,%s,%s,%s, now()) "
+        "ON CONFLICT (backfill_id, source, source_table, chunk_no) DO UPDATE SET status = 'loaded', "
+        "upper_key = EXCLUDED.upper_key, rows_read = EXCLUDED.rows_read, rows_migrated = EXCLUDED.rows_migrated, "
+        "rows_excluded = EXCLUDED.rows_excluded, rows_quarantined = EXCLUDED.rows_quarantined, "
+        "checksum = EXCLUDED.checksum, staged_path = EXCLUDED.staged_path, loaded_at = now()",
+        (
+            backfill_id,
+            source,
+            table,
+            chunk_no,
+            Jsonb(lower_key),
+            Jsonb(upper_key),
+            read,
+            migrated,
+            excluded,
+            quarantined,
+            checksum,
+            staged_path,
+        ),
+    )
+
+
+def quarantine_rows(
+    conn: psycopg.Connection[Any],
+    rows: Iterable[QuarantinedRow],
+    *,
+    run_id: str | None,
+    source: str,
+    source_table: str,
+    target_table: str,
+) -> int:
+    params = [
+        (
+            run_id,
+            source,
+            source_table,
+            r.source_key,
+            target_table,
+            r.rule,
+            r.reason,
+            Jsonb(r.raw_row),
+        )
+        for r in rows
+    ]
+    if not params:
+        return 0
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO runeshift.quarantine (run_id, source, source_table, source_key, target_table, rule, "
+            "reason, raw_row) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT (source, source_table, source_key, target_table) DO UPDATE SET rule = EXCLUDED.rule, "
+            "reason = EXCLUDED.reason, raw_row = EXCLUDED.raw_row, run_id = EXCLUDED.run_id, "
+            "last_seen = now(), resolved_at = NULL",
+            params,
+        )
+    return len(params)
+
+
+def resolve_quarantine(
+    conn: psycopg.Connection[Any],
+    *,
+    source: str,
+    source_table: str,
+    target_table: str,
+    keys: Iterable[str],
+) -> None:
+    """Rows that now migrate cleanly leave quarantine (marked resolved, kept for the audit trail)."""
+    conn.execute(
+        "UPDATE runeshift.quarantine SET resolved_at = now() WHERE source = %s AND source_table = %s "
+        "AND target_table = %s AND source_key = ANY(%s) AND resolved_at IS NULL",
+        (source, source_table, target_table, list(keys)),
+    )
+
+
+def reset_exclusions(
+    conn: psycopg.Connection[Any], source: str, source_table: str, target_table: str
+) -> None:
+    conn.execute(
+        "UPDATE runeshift.exclusions SET row_count = 0, updated_at = now() WHERE source = %s "
+        "AND source_table = %s AND target_table = %s",
+        (source, source_table, target_table),
+    )
+
+
+def add_exclusions(
+    conn: psycopg.Connection[Any],
+    counts: Mapping[str, int],
+    reasons: Mapping[str, str],
+    *,
+    run_id: str | None,
+    source: str,
+    source_table: str,
+    target_table: str,
+) -> None:
+    for rule, count in counts.items():
+        conn.execute(
+            "INSERT INTO runeshift.exclusions (source, source_table, target_table, rule, reason, row_count, "
+            "last_run_id) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (source, source_table, target_table, rule) "
+            "DO UPDATE SET row_count = runeshift.exclusions.row_count + EXCLUDED.row_count, "
+            "reason = EXCLUDED.reason, last_run_id = EXCLUDED.last_run_id, updated_at = now()",
+            (source, source_table, target_table, rule, reasons.get(rule, rule), count, run_id),
+        )
+
+
+def set_position(
+    conn: psycopg.Connection[Any],
+    source: str,
+    kind: str,
+    position: Mapping[str, Any],
+    recorded_by: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO runeshift.source_positions (source, kind, position, recorded_by) VALUES (%s,%s,%s,%s) "
+        "ON CONFLICT (source) DO UPDATE SET kind = EXCLUDED.kind, position = EXCLUDED.position, "
+        "recorded_by = EXCLUDED.recorded_by, updated_at = now()",
+        (source, kind, Jsonb(dict(position)), recorded_by),
+    )
+
+
+def get_position(conn: psycopg.Connection[Any], source: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT position FROM runeshift.source_positions WHERE source = %s", (source,)
+    ).fetchone()
+    return dict(row[0]) if row else None
+
+
+def replace_dedup_decisions(
+    conn: psycopg.Connection[Any],
+    source_table: str,
+    rule: str,
+    decisions: Iterable[tuple[str, str, str, str]],
+) -> None:
+    """Store (contested value, winner key, loser key, action) for one rule, replacing earlier ones."""
+    conn.execute(
+        "DELETE FROM runeshift.dedup_decisions WHERE source_table = %s AND rule = %s",
+        (source_table, rule),
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO runeshift.dedup_decisions (source_table, key, winner_source_key, loser_source_key, "
+            "rule, action) VALUES (%s,%s,%s,%s,%s,%s)",
+            [
+                (source_table, key, winner, loser, rule, action)
+                for key, winner, loser, action in decisions
+            ],
+        )

@@ -1,0 +1,257 @@
+"""Apply a mapping feed to a batch of raw source rows.
+
+The engine is pure: given a record batch of raw source values (decision 0001)
+and the lookups it needs (which referenced ids exist, which keys lost a dedup
+tie), it returns the target rows plus the accounting for every input row:
+migrated, excluded by a named rule, or quarantined with a reason. The backfill,
+the catch-up and reconciliation all call :func:`map_batch`, which is what makes
+them agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+import transform.mapping_record_builders  # noqa: F401  (registers its transforms)
+from runeshift.errors import ConfigError
+from transform.mapping_spec import (
+    Call,
+    Column,
+    ColumnRule,
+    Expr,
+    Feed,
+    Literal_,
+    RowFilter,
+    TargetMapping,
+)
+from transform.registry import get_transform
+from transform.secret_scrubbing import scrub_secrets
+
+# ReferenceCheck(table, ids) -> boolean array: does each id exist in that target table?
+ReferenceCheck = Callable[[str, pa.Array], pa.Array]
+
+KEY_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    source_key: str
+    rule: str
+    reason: str
+    raw_row: dict[str, Any]
+
+
+@dataclass
+class MappedBatch:
+    """The result of mapping one batch: target rows and the fate of every source row."""
+
+    target: str
+    feed: Feed
+    rows: pa.Table
+    source_keys: pa.Array
+    read: int
+    excluded: Counter[str] = field(default_factory=Counter)
+    quarantined: list[QuarantinedRow] = field(default_factory=list)
+    notes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def migrated(self) -> int:
+        return int(self.rows.num_rows)
+
+
+def source_key_array(batch: pa.RecordBatch | pa.Table, key: Sequence[str]) -> pa.Array:
+    """One text key per row: the key columns joined with '|'."""
+    parts = [pc.cast(_column(batch, k), pa.string()) for k in key]
+    if len(parts) == 1:
+        return parts[0]
+    joined = pc.binary_join_element_wise(*parts, KEY_SEPARATOR)
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+
+
+def _column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
+    try:
+        col = batch.column(name)
+    except KeyError:
+        raise ConfigError(
+            f"source batch has no column '{name}' (columns: {', '.join(batch.schema.names)})"
+        ) from None
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def _literal_array(value: object, length: int) -> pa.Array:
+    return pa.array([value] * length)
+
+
+class _Evaluation:
+    """Evaluates expressions over one batch, collecting errors and notes."""
+
+    def __init__(self, batch: pa.RecordBatch) -> None:
+        self.batch = batch
+        self.notes: Counter[str] = Counter()
+
+    def run(self, expr: Expr, where: str) -> tuple[pa.Array, pa.Array | None]:
+        if isinstance(expr, Column):
+            return _column(self.batch, expr.name), None
+        if isinstance(expr, Literal_):
+            return _literal_array(expr.value, self.batch.num_rows), None
+        assert isinstance(expr, Call)
+        arrays: list[pa.Array] = []
+        errors: list[pa.Array] = []
+        for arg in expr.args:
+            values, errs = self.run(arg, where)
+            arrays.append(values)
+            if errs is not None:
+                errors.append(errs)
+        spec = get_transform(expr.transform)
+        result = spec.fn(*arrays, **dict(expr.params))
+        for note, count in result.notes.items():
+            if count:
+                self.notes[f"{where}: {note}"] += count
+        if result.errors is not None:
+            errors.append(result.errors)
+        combined = pc.coalesce(*errors) if len(errors) > 1 else (errors[0] if errors else None)
+        return result.values, combined
+
+
+def _filter_mask(batch: pa.RecordBatch, flt: RowFilter) -> pa.Array:
+    col = _column(batch, flt.column)
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        col = pc.cast(col, pa.string(), safe=False)
+    if flt.op == "is null":
+        return pc.is_null(col)
+    if flt.op == "is not null":
+        return pc.is_valid(col)
+    values = pa.array(list(flt.values)).cast(col.type)
+    member = pc.fill_null(pc.is_in(col, value_set=values), False)
+    return pc.invert(member) if flt.op in ("!=", "not in") else member
+
+
+def _raw_row(batch: pa.RecordBatch, index: int) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name in batch.schema.names:
+        value = batch.column(name)[index].as_py()
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="replace")
+        row[name] = value
+    scrubbed: dict[str, Any] = json.loads(json.dumps(scrub_secrets(row), default=str))
+    return scrubbed
+
+
+def _apply_loser_values(
+    rule: ColumnRule,
+    values: pa.Array,
+    template: str,
+    rows: list[int],
+    out_cols: Mapping[str, pa.Array],
+) -> pa.Array:
+    py = values.to_pylist()
+    for i in rows:
+        context = {name: col[i].as_py() for name, col in out_cols.items()}
+        text = template.format(**context)
+        py[i] = (
+            {"true": True, "false": False}.get(text, text)
+            if pa.types.is_boolean(values.type)
+            else text
+        )
+    return pa.array(py, type=values.type)
+
+
+def map_batch(
+    target: TargetMapping,
+    feed: Feed,
+    batch: pa.RecordBatch,
+    *,
+    references: ReferenceCheck | None = None,
+    dedup_losers: Mapping[str, frozenset[str]] | None = None,
+) -> MappedBatch:
+    """Map ``batch`` (raw rows of ``feed``'s source table) to rows of ``target``.
+
+    ``references`` answers whether referenced ids exist (orphans are quarantined or
+    nulled as the spec says); ``dedup_losers`` maps a dedup rule to the source keys
+    that lost its tie (computed over the whole table by :mod:`transform.dedup_planner`).
+    """
+    read = batch.num_rows
+    excluded: Counter[str] = Counter()
+    keep = pa.array([True] * read)
+    for flt in feed.exclude_rows:
+        hit = pc.and_(keep, _filter_mask(batch, flt))
+        count = int(pc.sum(pc.cast(hit, pa.int64())).as_py() or 0)
+        if count:
+            excluded[flt.rule] += count
+        keep = pc.and_(keep, pc.invert(hit))
+    if excluded:
+        batch = batch.filter(keep)
+
+    ev = _Evaluation(batch)
+    out: dict[str, pa.Array] = {}
+    errors: list[pa.Array] = []
+    id_values, id_errors = ev.run(target.id_rule.expr, f"{target.table}.id")
+    out["id"] = id_values
+    if id_errors is not None:
+        errors.append(id_errors)
+    for rule in feed.columns:
+        where = f"{target.table}.{rule.target}"
+        values, errs = ev.run(rule.expr, where)
+        if rule.if_null is not None:
+            values = pc.fill_null(values, pa.scalar(rule.if_null).cast(values.type))
+        if rule.reference is not None and references is not None:
+            exists = pc.fill_null(references(rule.reference.table, values), True)
+            missing = pc.and_(pc.invert(exists), pc.is_valid(values))
+            n_missing = int(pc.sum(pc.cast(missing, pa.int64())).as_py() or 0)
+            if n_missing:
+                if rule.reference.on_missing == "null":
+                    values = pc.if_else(missing, pa.scalar(None, values.type), values)
+                    ev.notes[
+                        f"{where}: referenced row missing in {rule.reference.table}, set to NULL"
+                    ] += n_missing
+                else:
+                    sources = ", ".join(rule.expr.source_columns())
+                    reason = f"orphan: no row in {rule.reference.table} for {sources}"
+                    errors.append(
+                        pc.if_else(missing, pa.scalar(reason), pa.scalar(None, pa.string()))
+                    )
+        if errs is not None:
+            errors.append(pc.binary_join_element_wise(pa.scalar(f"{rule.target}: "), errs, ""))
+        out[rule.target] = values
+
+    keys = source_key_array(batch, feed.key)
+    for dd in feed.dedup:
+        losers = (dedup_losers or {}).get(dd.rule, frozenset())
+        if not losers:
+            continue
+        is_loser = pc.fill_null(
+            pc.is_in(keys, value_set=pa.array(sorted(losers), pa.string())), False
+        )
+        rows = [i for i, flag in enumerate(is_loser.to_pylist()) if flag]
+        if not rows:
+            continue
+        ev.notes[f"{target.table}: {dd.rule} (tie lost, kept with {dict(dd.loser_set)})"] += len(
+            rows
+        )
+        snapshot = dict(out)
+        for column, template in dd.loser_set:
+            rule = next(r for r in feed.columns if r.target == column)
+            out[column] = _apply_loser_values(rule, out[column], template, rows, snapshot)
+
+    quarantined: list[QuarantinedRow] = []
+    if errors:
+        reason = pc.coalesce(*errors) if len(errors) > 1 else errors[0]
+        bad = pc.is_valid(reason)
+        bad_rows = [i for i, flag in enumerate(bad.to_pylist()) if flag]
+        for i in bad_rows:
+            text = reason[i].as_py()
+            rule_name = "orphan" if text.startswith("orphan:") else "unmappable_value"
+            quarantined.append(QuarantinedRow(keys[i].as_py(), rule_name, text, _raw_row(batch, i)))
+        if bad_rows:
+            good = pc.invert(bad)
+            out = {name: pc.filter(col, good) for name, col in out.items()}
+            keys = pc.filter(keys, good)
+    table = pa.table(out)
+    return MappedBatch(target.table, feed, table, keys, read, excluded, quarantined, ev.notes)

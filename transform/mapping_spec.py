@@ -1,0 +1,207 @@
+"""Typed model of the YAML mapping specs in ``mappings/``.
+
+One spec drives every path: the backfill applies it to snapshot batches, the
+catch-up to binlog rows, reconciliation to both sides, and the reverse path
+uses the inverses of its transforms. Every model keeps the ``file:line`` it
+came from so errors can point at the spec.
+
+A target table is fed by one *primary* source table (its rows own the target
+rows) and any number of *contributing* source tables that fill more columns
+of the same target row, matched by the deterministic id (e.g. ``auth0_links``
+adds ``auth0_sub`` to the account of the same member).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+OnMissing = Literal["quarantine", "null"]
+FilterOp = Literal["==", "!=", "in", "not in", "is null", "is not null"]
+SortDirection = Literal["asc", "desc"]
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Call:
+    """``fn(arg, ..., param=value)``: args are source columns or nested calls."""
+
+    transform: str
+    args: tuple[Expr, ...]
+    params: tuple[tuple[str, object], ...] = ()
+
+    def source_columns(self) -> tuple[str, ...]:
+        cols: list[str] = []
+        for arg in self.args:
+            cols.extend(arg.source_columns())
+        return tuple(cols)
+
+    def render(self) -> str:
+        parts = [a.render() for a in self.args]
+        parts += [f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in self.params]
+        return f"{self.transform}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A bare source column: copied as it is."""
+
+    name: str
+
+    def source_columns(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def render(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Literal_:
+    """A constant value (``'USD'``, ``0``, ``true``)."""
+
+    value: object
+
+    def source_columns(self) -> tuple[str, ...]:
+        return ()
+
+    def render(self) -> str:
+        return repr(self.value)
+
+
+Expr = Call | Column | Literal_
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The column holds the id of a row in another target table."""
+
+    table: str
+    on_missing: OnMissing
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    target: str
+    expr: Expr
+    reference: Reference | None
+    if_null: object | None
+    where: Location
+
+
+@dataclass(frozen=True)
+class RowFilter:
+    """Rows matching the predicate are excluded by a named rule."""
+
+    rule: str
+    reason: str
+    column: str
+    op: FilterOp
+    values: tuple[object, ...]
+    where: Location
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """Rows whose ``column`` values collide (after normalisation) get one winner.
+
+    Losers are kept (nothing is dropped) with ``loser_set`` applied, e.g.
+    ``can_login: false`` or a slug suffixed with the legacy id.
+    """
+
+    rule: str
+    reason: str
+    column: str
+    order_by: tuple[tuple[str, SortDirection], ...]
+    loser_set: tuple[tuple[str, str], ...]
+    where: Location
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One source table feeding a target table."""
+
+    source: str
+    table: str
+    key: tuple[str, ...]
+    primary: bool
+    columns: tuple[ColumnRule, ...]
+    exclude_columns: tuple[tuple[str, str], ...]
+    exclude_rows: tuple[RowFilter, ...]
+    dedup: tuple[Dedup, ...]
+    on_missing: OnMissing
+    where: Location
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.source}.{self.table}"
+
+    def used_columns(self) -> tuple[str, ...]:
+        """Source columns the feed reads (key, expressions, filters, dedup order)."""
+        seen: dict[str, None] = dict.fromkeys(self.key)
+        for rule in self.columns:
+            seen.update(dict.fromkeys(rule.expr.source_columns()))
+        for flt in self.exclude_rows:
+            seen[flt.column] = None
+        for dd in self.dedup:
+            for col, _ in dd.order_by:
+                seen[col] = None
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class TargetMapping:
+    table: str
+    id_rule: ColumnRule
+    feeds: tuple[Feed, ...]
+    where: Location
+
+    @property
+    def primary(self) -> Feed:
+        return next(f for f in self.feeds if f.primary)
+
+    def references(self) -> tuple[str, ...]:
+        return tuple(
+            dict.fromkeys(
+                r.reference.table for f in self.feeds for r in f.columns if r.reference is not None
+            )
+        )
+
+
+@dataclass(frozen=True)
+class ExcludedTable:
+    source: str
+    table: str
+    reason: str
+    where: Location
+
+
+@dataclass(frozen=True)
+class MappingSet:
+    """Every spec in ``mappings/``, in dependency (foreign-key) order."""
+
+    targets: tuple[TargetMapping, ...]
+    excluded_tables: tuple[ExcludedTable, ...]
+    checksum: str
+    files: tuple[str, ...] = field(default=())
+
+    def target(self, table: str) -> TargetMapping:
+        for t in self.targets:
+            if t.table == table or t.table.split(".")[-1] == table:
+                return t
+        from runeshift.errors import ConfigError
+
+        known = ", ".join(t.table for t in self.targets)
+        raise ConfigError(f"no mapping for target table '{table}'; mapped tables are {known}")
+
+    def feeds_from(self, source: str, table: str) -> tuple[tuple[TargetMapping, Feed], ...]:
+        return tuple(
+            (t, f) for t in self.targets for f in t.feeds if f.source == source and f.table == table
+        )
