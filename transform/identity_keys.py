@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -58,15 +59,36 @@ def uuid_for(entity: str, *key: int | str) -> uuid.UUID:
     return uuid.uuid5(RUNESHIFT_NAMESPACE, _key_name(entity, key))
 
 
-def _uuid5_text(prefix_hash: hashlib._Hash, name: bytes) -> str:
-    """uuid5 text of ``name`` given a sha1 already fed the namespace bytes (same as uuid.uuid5)."""
-    digest = prefix_hash.copy()
-    digest.update(name)
-    raw = bytearray(digest.digest()[:16])
-    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Where the 32 hex digits go in the 36-character text form (dashes at 8, 13, 18, 23).
+_HEX_POSITIONS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+def _uuid5_texts(name_array: pa.Array) -> pa.Array:
+    """uuid5 text of each name (null for None), the same as ``str(uuid.uuid5(...))``.
+
+    Only the sha1 runs per row; setting the version/variant bits and formatting the hex
+    text happen on a numpy byte matrix.
+    """
+    names: list[bytes | None] = name_array.cast(pa.binary()).to_pylist()
+    prefix = RUNESHIFT_NAMESPACE.bytes
+    sha1 = hashlib.sha1
+    digests = b"".join(
+        [sha1(prefix + name).digest()[:16] if name is not None else bytes(16) for name in names]
+    )
+    raw = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
+    hex_digits = np.empty((len(names), 32), dtype=np.uint8)
+    hex_digits[:, 0::2] = _HEX_DIGITS[raw >> 4]
+    hex_digits[:, 1::2] = _HEX_DIGITS[raw & 0x0F]
+    text = np.full((len(names), 36), ord("-"), dtype=np.uint8)
+    text[:, _HEX_POSITIONS] = hex_digits
+    offsets = np.arange(0, 36 * (len(names) + 1), 36, dtype=np.int32)
+    ids = pa.StringArray.from_buffers(
+        len(names), pa.py_buffer(offsets.tobytes()), pa.py_buffer(text.tobytes())
+    )
+    return null_where(ids, pc.is_null(name_array))
 
 
 @transform(
@@ -89,15 +111,12 @@ def uuid_from_key(*keys: pa.Array, entity: str) -> TransformResult:
     uuid_for(entity)  # validates the entity name
     parts = [pc.cast(as_array(k), pa.string()) for k in keys]
     names = pc.binary_join_element_wise(entity, *parts, ":")
-    prefix = hashlib.sha1(RUNESHIFT_NAMESPACE.bytes, usedforsecurity=False)
-    ids = [
-        None if name is None else _uuid5_text(prefix, name.encode()) for name in names.to_pylist()
-    ]
+    ids = _uuid5_texts(names)
     notes: dict[str, int] = {}
     empty_parts = sum(count_true(pc.equal(p, "")) for p in parts)
     if empty_parts:
         notes["empty text key part"] = empty_parts
-    return TransformResult(pa.array(ids, pa.string()), notes=notes)
+    return TransformResult(ids, notes=notes)
 
 
 @transform(

@@ -93,7 +93,7 @@ def money_to_minor(
         raise ConfigError(
             "money_to_minor needs exactly one of a currency column or the 'currency' parameter"
         )
-    text = pc.utf8_trim_whitespace(as_array(amounts).cast(pa.string()))
+    text = as_array(amounts).cast(pa.string())
     n = len(text)
     if currency is not None:
         exponents: pa.Array = pa.repeat(pa.scalar(_exponent(currency), pa.int8()), n)
@@ -101,7 +101,61 @@ def money_to_minor(
     else:
         assert currencies is not None
         exponents, currency_errors = _exponents_per_row(currencies)
+    exponents = pc.cast(exponents, pa.int64())
 
+    minor, settled = _plain_amounts_to_minor(text, exponents)
+    errors = currency_errors
+    unsettled = pc.and_(pc.is_valid(text), pc.invert(settled))
+    if currency_errors is not None:
+        unsettled = pc.and_(unsettled, pc.is_null(currency_errors))
+    if count_true(unsettled):
+        rest, rest_errors = _amounts_to_minor_exactly(
+            pc.filter(text, unsettled), pc.filter(exponents, unsettled)
+        )
+        minor = pc.replace_with_mask(minor, unsettled, rest)
+        if rest_errors is not None:
+            errors = merge_errors(
+                errors, pc.replace_with_mask(pa.nulls(n, pa.string()), unsettled, rest_errors)
+            )
+    notes: dict[str, int] = {}
+    if k := count_true(pc.less(minor, 0)):
+        notes["negative amount"] = k
+    return TransformResult(minor, errors=errors, notes=notes)
+
+
+# Up to 15 integer digits times at most 10**3 stays below 2**63.
+_PLAIN_AMOUNT = r"^-?[0-9]{1,15}(\.[0-9]{1,3})?$"
+
+
+def _plain_amounts_to_minor(text: pa.Array, exponents: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Fast path for ``'-123.45'``-shaped text with no more fraction digits than allowed.
+
+    Returns (minor units, null outside the fast path; mask of the rows it settled). Drops
+    the dot, parses the digits as an integer and scales by 10**(exponent - fraction digits).
+    """
+    shaped = pc.and_(
+        pc.fill_null(pc.match_substring_regex(text, _PLAIN_AMOUNT), False),
+        pc.is_valid(exponents),
+    )
+    dot = pc.find_substring(text, ".")
+    fraction_digits = pc.if_else(
+        pc.less(dot, 0), 0, pc.subtract(pc.subtract(pc.utf8_length(text), dot), 1)
+    )
+    fraction_digits = pc.cast(fraction_digits, pa.int64())
+    settled = pc.fill_null(pc.and_(shaped, pc.less_equal(fraction_digits, exponents)), False)
+    digits = pc.if_else(settled, pc.replace_substring(text, ".", ""), "0")
+    shift = pc.if_else(settled, pc.subtract(exponents, fraction_digits), 0)
+    scale = pc.power(10, shift)
+    minor = pc.multiply_checked(pc.cast(digits, pa.int64()), pc.cast(scale, pa.int64()))
+    return null_where(minor, pc.invert(settled)), settled
+
+
+def _amounts_to_minor_exactly(
+    raw: pa.Array, exponents: pa.Array
+) -> tuple[pa.Array, pa.Array | None]:
+    """The full parser: whitespace, ``+``, ``'5.'``, ``'.5'``, surplus zeros, errors."""
+    text = pc.utf8_trim_whitespace(raw)
+    n = len(text)
     parts = pc.extract_regex(text, _DECIMAL)
     sign = pc.struct_field(parts, "sign")
     int_part = pc.struct_field(parts, "int")
@@ -128,7 +182,6 @@ def money_to_minor(
 
     quoted = pc.binary_join_element_wise("amount '", text, "'", "")
     errors = merge_errors(
-        currency_errors,
         errors_where(
             not_decimal,
             pc.binary_join_element_wise(quoted, " is not a decimal number", ""),
@@ -148,11 +201,7 @@ def money_to_minor(
     bad = pc.is_valid(errors) if errors is not None else None
     magnitude = pc.cast(null_where(digits, bad), pa.int64())
     negative = pc.fill_null(pc.equal(sign, "-"), False)
-    minor = pc.if_else(negative, pc.negate(magnitude), magnitude)
-    notes: dict[str, int] = {}
-    if k := count_true(pc.and_(negative, pc.not_equal(minor, 0))):
-        notes["negative amount"] = k
-    return TransformResult(minor, errors=errors, notes=notes)
+    return pc.if_else(negative, pc.negate(magnitude), magnitude), errors
 
 
 @transform(

@@ -61,8 +61,39 @@ def _substring_int(text: pa.Array, start: int, stop: int) -> pa.Array:
     return pc.cast(pc.utf8_slice_codeunits(text, start, stop), pa.int64())
 
 
+_PLAIN_DATETIME = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"
+
+
 def _parse_mysql_datetimes(text: pa.Array) -> _ParsedDatetimes:
-    """Parse ``'YYYY-MM-DD[ HH:MM:SS[.ffffff]]'`` vectorised; classify zero and bad values."""
+    """Parse ``'YYYY-MM-DD[ HH:MM:SS[.ffffff]]'`` vectorised; classify zero and bad values.
+
+    Fast path for the common ``'YYYY-MM-DD HH:MM:SS'``: one strptime over the column. The
+    rows it cannot settle (zero dates, DATE text, fractions, junk) go through the full
+    parser, and so do the few rows strptime could have normalised instead of rejecting:
+    an overflowing day lands on day 1-3 of the next month and a second of 60 on second 0,
+    so only rows with those results need their fields compared with the text.
+    """
+    shaped = pc.fill_null(pc.match_substring_regex(text, _PLAIN_DATETIME), False)
+    naive = pc.strptime(text, format=_DATETIME_FORMAT, unit="us", error_is_null=True)
+    settled = pc.fill_null(pc.and_(shaped, pc.not_equal(pc.year(naive), 0)), False)
+    maybe_normalised = pc.or_(pc.less_equal(pc.day(naive), 3), pc.equal(pc.second(naive), 0))
+    settled = pc.and_(settled, pc.invert(pc.fill_null(maybe_normalised, True)))
+    unsettled = pc.and_(pc.is_valid(text), pc.invert(settled))
+    none = pc.and_(pc.is_null(text), pc.is_valid(text))  # all false, same length
+    if count_true(unsettled) == 0:
+        return _ParsedDatetimes(naive=naive, zero=none, partial_zero=none, invalid=none)
+    rest = _parse_mysql_datetimes_fully(pc.filter(text, unsettled))
+    naive = null_where(naive, pc.invert(settled))
+    return _ParsedDatetimes(
+        naive=pc.replace_with_mask(naive, unsettled, rest.naive),
+        zero=pc.replace_with_mask(none, unsettled, rest.zero),
+        partial_zero=pc.replace_with_mask(none, unsettled, rest.partial_zero),
+        invalid=pc.replace_with_mask(none, unsettled, rest.invalid),
+    )
+
+
+def _parse_mysql_datetimes_fully(text: pa.Array) -> _ParsedDatetimes:
+    """The full parser: zero dates, DATE text, fractions; rejects normalised values."""
     zero = pc.fill_null(pc.match_substring_regex(text, _ZERO_DATE), False)
     partial = pc.and_(
         pc.fill_null(pc.match_substring_regex(text, _PARTIAL_ZERO_DATE), False), pc.invert(zero)
@@ -154,18 +185,36 @@ def null_to_zero_date(values: pa.Array, *, date_only: bool = False) -> Transform
 def _assume_new_york(naive: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
     """UTC instants for New York wall times by the stated rule, plus the ambiguous/gap masks."""
 
-    def assume(ambiguous: str, nonexistent: str) -> pa.Array:
+    def assume(values: pa.Array, ambiguous: str, nonexistent: str) -> pa.Array:
         return pc.assume_timezone(
-            naive, timezone=LEGACY_ZONE, ambiguous=ambiguous, nonexistent=nonexistent
+            values, timezone=LEGACY_ZONE, ambiguous=ambiguous, nonexistent=nonexistent
         )
 
+    first = assume(naive, "earliest", "earliest")
+    no_rows = pc.and_(pc.is_null(naive), pc.is_valid(naive))  # all false
+    # Since 1883 every New York transition in tzdata happens at 02:00 local, so only wall
+    # times in hours 1 and 2 can be repeated or missing; hours 0-3 are checked to keep a
+    # margin, and everything before 1900 (the LMT -> EST switch at noon, 1883-11-18).
+    # The exhaustive test in tests/transform/test_temporal.py pins this.
+    near = pc.fill_null(
+        pc.or_(pc.less_equal(pc.hour(naive), 3), pc.less(pc.year(naive), 1900)), False
+    )
+    if count_true(near) == 0:
+        return first.cast(UTC_TS), no_rows, no_rows
+    candidates = pc.filter(naive, near)
+    candidate_first = pc.filter(first, near)
     # For a wall time in the spring-forward gap, 'earliest' gives the last instant before
     # the gap (01:59:59.999999 EST), 'latest' the first after (03:00 EDT); neither is the
     # stated rule, so gap rows are recomputed below. Outside the gap and the repeated hour
     # all variants agree, which is how the two masks are found without per-row Python.
-    first = assume("earliest", "earliest")
-    ambiguous = pc.fill_null(pc.not_equal(first, assume("latest", "earliest")), False)
-    in_gap = pc.fill_null(pc.not_equal(first, assume("earliest", "latest")), False)
+    ambiguous = pc.fill_null(
+        pc.not_equal(candidate_first, assume(candidates, "latest", "earliest")), False
+    )
+    in_gap = pc.fill_null(
+        pc.not_equal(candidate_first, assume(candidates, "earliest", "latest")), False
+    )
+    ambiguous = pc.replace_with_mask(no_rows, near, ambiguous)
+    in_gap = pc.replace_with_mask(no_rows, near, in_gap)
     if count_true(in_gap):
         # Offset in force before the gap: wall time = first's local time + (naive - that).
         shifted = pc.add(first, pc.subtract(naive, pc.local_timestamp(first)))

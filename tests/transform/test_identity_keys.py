@@ -75,3 +75,9 @@ def test_shopify_id_to_int(raw, expected, error):
     assert result.values.to_pylist() == [expected, 1]
     errors = [None, None] if result.errors is None else result.errors.to_pylist()
     assert (errors[0] is not None and error in errors[0]) if error else errors[0] is None
+
+
+def test_uuid_from_key_matches_uuid_module_on_many_rows():
+    keys = [*range(0, 5000, 7), 2**63 - 1, -3]
+    result = get_transform("uuid_from_key").fn(pa.array(keys, pa.int64()), entity="script")
+    assert result.values.to_pylist() == [str(uuid_for("script", k)) for k in keys]

@@ -103,3 +103,15 @@ def test_minor_to_money(minor, currency, expected):
 def test_minor_to_money_per_row_currency():
     result = get_transform("minor_to_money").fn(pa.array([1999, 1500]), pa.array(["EUR", "JPY"]))
     assert result.values.to_pylist() == ["19.99", "1500"]
+
+
+def test_money_fast_and_exact_paths_agree_in_one_batch():
+    # Plain text takes the vectorised fast path, the rest the full parser; rows must land
+    # back in their own positions.
+    amounts = ["19.99", " 7.10 ", "5", "19.990", "x", "-1.5", None, "+2", ".5", "1.999"]
+    expected = [1999, 710, 500, 1999, None, -150, None, 200, 50, None]
+    result = to_minor(amounts, currency="USD")
+    assert result.values.to_pylist() == expected
+    assert [e is not None for e in result.errors.to_pylist()] == [
+        v is None and a is not None for a, v in zip(amounts, expected, strict=True)
+    ]

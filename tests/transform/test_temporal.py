@@ -98,6 +98,13 @@ def _zoneinfo_rule(wall):
     return wall.replace(tzinfo=NY, fold=0).astimezone(UTC)
 
 
+def test_ny_local_to_utc_lmt_switch_of_1883():
+    # The one New York transition not at 02:00: clocks went back 3m58s at noon.
+    walls = [datetime(1883, 11, 18, 12, 0) + timedelta(seconds=s) for s in range(0, 300, 7)]
+    texts = [w.strftime("%Y-%m-%d %H:%M:%S") for w in walls]
+    assert run("ny_local_to_utc", texts).values.to_pylist() == [_zoneinfo_rule(w) for w in walls]
+
+
 def test_ny_local_to_utc_equals_stated_rule_around_every_transition():
     walls = []
     for year in (1999, 2006, 2007, 2021, 2024, 2037):
@@ -248,3 +255,37 @@ def test_iso8601_to_timestamptz(raw, expected, error):
     assert result.values.to_pylist() == [utc(expected) if expected else None]
     got = first_error(result)
     assert (error in got) if error else got is None
+
+
+def test_ny_local_fast_and_full_paths_agree_in_one_batch():
+    texts = [
+        "2021-06-01 12:00:00",
+        "0000-00-00 00:00:00",
+        "2021-06-01",
+        "2021-02-30 10:00:00",
+        "2021-03-01 10:00:00",  # day 1: re-checked by the full parser
+        None,
+        "2021-06-01 12:00:00.5",
+        "2021-11-07 01:30:00",
+    ]
+    result = run("ny_local_to_utc", texts)
+    assert result.values.to_pylist() == [
+        utc("2021-06-01 16:00:00"),
+        None,
+        utc("2021-06-01 04:00:00"),
+        None,
+        utc("2021-03-01 15:00:00"),
+        None,
+        utc("2021-06-01 16:00:00.5"),
+        utc("2021-11-07 05:30:00"),
+    ]
+    assert [e is not None for e in result.errors.to_pylist()] == [
+        False,
+        False,
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
