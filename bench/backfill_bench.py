@@ -390,13 +390,14 @@ def run_runeshift(
     if profile == "cprofile":
         child = [sys.executable, "-m", "cProfile", "-o", str(RESULTS / f"{label}.prof"), *child[1:]]
     elif profile == "py-spy":
-        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        py_spy = [shutil.which("py-spy") or ""] if shutil.which("py-spy") else ["uvx", "py-spy"]
         out = RESULTS / f"{label}.pyspy.txt"
         child = [
-            py_spy,
+            *py_spy,
             "record",
             "--format",
             "raw",
+            "--idle",
             "--rate",
             "200",
             "--subprocesses",
@@ -407,7 +408,9 @@ def run_runeshift(
         ]
     measured = run_measured(child, label=label, env=dict(os.environ))
     _check(measured, "runeshift backfill")
-    result = json.loads(measured.stdout.read_text())
+    # the JSON summary is the last line; py-spy, when wrapping, prints its banner first
+    lines = measured.stdout.read_text().splitlines()
+    result = json.loads(next(line for line in reversed(lines) if line.startswith("{")))
     (summary,) = result["tables"]
     shutil.rmtree(Path(result["staging"]) / result["backfill_id"], ignore_errors=True)
     ((rows,),) = _pg_exec(settings, f"SELECT count(*) FROM rune.{table}")[0]
@@ -420,6 +423,30 @@ def run_runeshift(
         "internal_seconds": summary["seconds"],
     }
     return Contender.of("runeshift", summary["read"], measured, notes)
+
+
+def summarise_py_spy(path: Path, top: int = 30) -> str:
+    """Self and inclusive sample shares per frame from py-spy's collapsed ('raw') stacks."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    lines = [f"{total} samples", "", "self %  frame"]
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:6.1f}  {frame}")
+    lines += ["", "incl %  frame"]
+    for frame, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:6.1f}  {frame}")
+    return "\n".join(lines)
 
 
 # --- machine, reporting -----------------------------------------------------------------------
@@ -693,6 +720,11 @@ def main(argv: list[str] | None = None) -> int:
                 stats.stream = fh  # type: ignore[attr-defined]
                 stats.sort_stats("tottime").print_stats(30)
                 stats.sort_stats("cumulative").print_stats(40)
+            log(f"profile in {RESULTS / f'{label}.txt'}")
+        else:
+            summary = summarise_py_spy(RESULTS / f"{label}.pyspy.txt")
+            (RESULTS / f"{label}.txt").write_text(summary)
+            print(summary)
             log(f"profile in {RESULTS / f'{label}.txt'}")
     if complete and not args.no_markdown:
         update_benchmarks_md(args.table)
