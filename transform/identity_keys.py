@@ -97,7 +97,7 @@ def _uuid5_texts(name_array: pa.Array) -> pa.Array:
     output_type=pa.string(),
     params={"entity": str},
 )
-def uuid_from_key(*keys: pa.Array, entity: str) -> TransformResult:
+def uuid_from_key(key: pa.Array, *more_keys: pa.Array, entity: str) -> TransformResult:
     """Deterministic UUID (text) for a legacy row from its key columns.
 
     ``uuid_from_key(member_id, entity="member")`` equals ``str(uuid_for("member", id))``.
@@ -106,8 +106,7 @@ def uuid_from_key(*keys: pa.Array, entity: str) -> TransformResult:
     sha1 runs per row. A null in any key part gives a null id. Empty text parts are allowed
     but counted, because ``''`` usually means a missing key.
     """
-    if not keys:
-        raise ConfigError("transform 'uuid_from_key' needs at least one key column")
+    keys = (key, *more_keys)
     uuid_for(entity)  # validates the entity name
     parts = [pc.cast(as_array(k), pa.string()) for k in keys]
     names = pc.binary_join_element_wise(entity, *parts, ":")

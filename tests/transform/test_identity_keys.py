@@ -37,7 +37,7 @@ def test_uuid_from_key_matches_uuid_for_and_handles_nulls():
         None,
         None,
     ]
-    assert (spec.min_arrays, spec.max_arrays, spec.required_params) == (0, None, {"entity"})
+    assert (spec.min_arrays, spec.max_arrays, spec.required_params) == (1, None, {"entity"})
 
 
 def test_uuid_from_key_is_deterministic_across_batches():
