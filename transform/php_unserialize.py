@@ -37,6 +37,9 @@ _REFERENCE = re.compile(rb"([rR]):([0-9]+);")
 _COUNT_BRACE = re.compile(rb":([0-9]+):\{")
 _LENGTH_BRACE = re.compile(rb"([0-9]+):\{")
 _CANONICAL_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+# The common tokens in one match: group 1 int, 2 bool, 3 string length; 'N;' has none.
+_SCALAR = re.compile(rb"i:([+-]?[0-9]+);|b:([01]);|s:([0-9]+):\"|N;")
+_KEY = re.compile(rb"i:([+-]?[0-9]+);|s:([0-9]+):\"")
 
 _MAX_DEPTH: Final = 256
 _IN_PROGRESS: Final = object()  # slot of a container whose parsing has not finished
@@ -67,7 +70,7 @@ class _Parser:
         return PhpUnserializeError(message, at, at_end=at >= len(self.data))
 
     def expect(self, token: bytes) -> None:
-        if not self.data.startswith(token, self.pos):
+        if self.data[self.pos : self.pos + len(token)] != token:
             raise self.fail(f"expected {token.decode()!r}")
         self.pos += len(token)
 
@@ -95,6 +98,21 @@ class _Parser:
         return raw
 
     def value(self, depth: int) -> object:
+        m = _SCALAR.match(self.data, self.pos)
+        if m is not None:  # fast path: one regex match settles the common tokens
+            self.pos = m.end()
+            kind = m.lastindex
+            result: object
+            if kind == 1:
+                result = int(m.group(1))
+            elif kind == 2:
+                result = m.group(2) == b"1"
+            elif kind == 3:
+                result = self.text(self.counted_bytes(int(m.group(3)), b'";'))
+            else:
+                result = None
+            self.slots.append(result)
+            return result
         if depth > _MAX_DEPTH:
             raise self.fail(f"nesting deeper than {_MAX_DEPTH}")
         if self.pos >= len(self.data):
@@ -168,16 +186,15 @@ class _Parser:
         return number
 
     def key(self) -> int | str:
-        data, pos = self.data, self.pos
-        if m := _INT.match(data, pos):
-            self.pos = m.end()
+        m = _KEY.match(self.data, self.pos)
+        if m is None:
+            raise self.fail("expected an array key (i: or s:)")
+        self.pos = m.end()
+        if m.lastindex == 1:
             return int(m.group(1))
-        if m := _STRING_HEAD.match(data, pos):
-            self.pos = m.end()
-            key = self.text(self.counted_bytes(int(m.group(1)), b'";'))
-            # PHP stores numeric-string keys ("7") as integer keys when it unserializes.
-            return int(key) if _CANONICAL_INT.fullmatch(key) else key
-        raise self.fail("expected an array key (i: or s:)")
+        key = self.text(self.counted_bytes(int(m.group(2)), b'";'))
+        # PHP stores numeric-string keys ("7") as integer keys when it unserializes.
+        return int(key) if _CANONICAL_INT.fullmatch(key) else key
 
     def array_body(self, count: int, depth: int) -> object:
         items: dict[int | str, object] = {}
