@@ -15,6 +15,7 @@ from transform.registry import TransformResult, transform
 from transform.row_errors import as_array, count_true, errors_where, null_where
 
 __all__ = [
+    "ban_to_temp_ban",
     "bool_to_flag",
     "empty_enum_to_null",
     "flag_to_bool",
@@ -148,7 +149,7 @@ def range_check(
 _PERMANENT = -1
 
 
-@transform("temp_ban_state", input_types=_INTS, output_type=pa.string())
+@transform("temp_ban_state", input_types=_INTS, output_type=pa.string(), inverse="ban_to_temp_ban")
 def temp_ban_state(values: pa.Array) -> TransformResult:
     """Read ``core_members.temp_ban`` as a ban state: ``'none'``, ``'permanent'``, ``'temporary'``.
 
@@ -158,7 +159,8 @@ def temp_ban_state(values: pa.Array) -> TransformResult:
     A temporary ban whose end has passed stays ``'temporary'`` (with its past
     ``banned_until`` from ``temp_ban_until``): the new app must compare ``banned_until`` with
     now anyway, the history is kept, and the result does not depend on when the migration
-    runs, so a rerun or catch-up gives the same row. Inverse: none (needs both target columns).
+    runs, so a rerun or catch-up gives the same row. Inverse: ``ban_to_temp_ban`` (takes
+    both target columns).
     """
     arr = as_array(values)
     state = pc.case_when(
@@ -185,7 +187,12 @@ def _state_counts(state: pa.Array) -> dict[str, int]:
     )
 
 
-@transform("temp_ban_until", input_types=_INTS, output_type=pa.timestamp("us", tz="UTC"))
+@transform(
+    "temp_ban_until",
+    input_types=_INTS,
+    output_type=pa.timestamp("us", tz="UTC"),
+    inverse="ban_to_temp_ban",
+)
 def temp_ban_until(values: pa.Array) -> TransformResult:
     """Read ``core_members.temp_ban`` as the end of a temporary ban (timestamptz, UTC).
 
@@ -205,3 +212,46 @@ def temp_ban_until(values: pa.Array) -> TransformResult:
         ),
     )
     return TransformResult(until, errors=errors)
+
+
+@transform(
+    "ban_to_temp_ban",
+    input_types=(pa.string(), pa.timestamp("us", tz="UTC")),
+    output_type=pa.int64(),
+    inverse="temp_ban_state",
+)
+def ban_to_temp_ban(state: pa.Array, until: pa.Array) -> TransformResult:
+    """Write ``ban_state`` and ``banned_until`` back as the legacy ``temp_ban`` integer.
+
+    ``'none'`` -> 0, ``'permanent'`` -> -1, ``'temporary'`` -> ``banned_until`` in unix
+    seconds (floored). A temporary ban without an end, an end before 1970-01-01 00:00:01
+    (which would read back as 0 or -1), or an unknown state is quarantined.
+    """
+    states = as_array(state)
+    ends = as_array(until).cast(pa.timestamp("us", tz="UTC"))
+    seconds = pc.cast(
+        pc.floor_temporal(ends, unit="second").cast(pa.timestamp("s", tz="UTC")), pa.int64()
+    )
+    temporary = pc.equal(states, "temporary")
+    value = pc.case_when(
+        pc.make_struct(pc.equal(states, "none"), pc.equal(states, "permanent"), temporary),
+        pa.scalar(0, pa.int64()),
+        pa.scalar(_PERMANENT, pa.int64()),
+        seconds,
+    )
+    bad_state = pc.and_(
+        pc.is_valid(states),
+        pc.invert(pc.is_in(states, value_set=pa.array(["none", "permanent", "temporary"]))),
+    )
+    bad_end = pc.and_(temporary, pc.fill_null(pc.less(seconds, 1), True))
+    reasons = pc.coalesce(
+        pc.if_else(
+            bad_state,
+            pc.binary_join_element_wise("unknown ban state '", states, "'", ""),
+            pa.scalar(None, pa.string()),
+        ),
+        pa.scalar("temporary ban without a positive end time", pa.string()),
+    )
+    bad = pc.or_(bad_state, bad_end)
+    errors = errors_where(bad, reasons)
+    return TransformResult(null_where(value, bad), errors=errors)

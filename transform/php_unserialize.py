@@ -22,7 +22,13 @@ from transform.registry import TransformResult, transform
 from transform.row_errors import as_array
 from transform.text_encoding import decode_mysql_latin1
 
-__all__ = ["PhpUnserializeError", "php_unserialize", "php_unserialize_to_json"]
+__all__ = [
+    "PhpUnserializeError",
+    "json_to_php_serialize",
+    "php_serialize",
+    "php_unserialize",
+    "php_unserialize_to_json",
+]
 
 _INT = re.compile(rb"i:([+-]?[0-9]+);")
 _FLOAT = re.compile(rb"d:([^;]*);")
@@ -290,6 +296,7 @@ def php_unserialize(
     input_types=(pa.binary(), pa.large_binary(), pa.string(), pa.large_string()),
     output_type=pa.string(),
     params={"non_finite": str},
+    inverse="json_to_php_serialize",
 )
 def php_unserialize_to_json(values: pa.Array, *, non_finite: str = "quarantine") -> TransformResult:
     """Turn PHP ``serialize()`` output into JSON text (for a jsonb column).
@@ -350,3 +357,89 @@ def php_unserialize_to_json(values: pa.Array, *, non_finite: str = "quarantine")
         reasons.append(None)
     errors = pa.array(reasons, pa.string()) if any_error else None
     return TransformResult(pa.array(out, pa.string()), errors=errors, notes=dict(notes))
+
+
+def _php_key(key: str) -> bytes:
+    if _CANONICAL_INT.fullmatch(key):
+        return b"i:%s;" % key.encode()
+    raw = key.encode("utf-8")
+    return b's:%d:"%s";' % (len(raw), raw)
+
+
+def php_serialize(value: object) -> bytes:
+    """PHP ``serialize()`` bytes for a JSON value (the inverse of ``php_unserialize``).
+
+    Lists become ``a:`` with keys 0..n-1, objects ``a:`` with their keys (canonical integer
+    strings as integer keys, as PHP would hold them); ``{"__class__": ...}`` becomes ``O:``
+    (public properties), ``__serialized__`` ``C:`` and ``{"__enum__": ...}`` ``E:``. Floats
+    are written in Python's shortest round-trip form, which PHP's ``unserialize`` reads.
+    """
+    if value is None:
+        return b"N;"
+    if isinstance(value, bool):
+        return b"b:1;" if value else b"b:0;"
+    if isinstance(value, int):
+        return b"i:%d;" % value
+    if isinstance(value, float):
+        text = "INF" if value == math.inf else "-INF" if value == -math.inf else repr(value)
+        return b"d:%s;" % (b"NAN" if math.isnan(value) else text.encode())
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+        return b's:%d:"%s";' % (len(raw), raw)
+    if isinstance(value, list):
+        body = b"".join(b"i:%d;%s" % (i, php_serialize(v)) for i, v in enumerate(value))
+        return b"a:%d:{%s}" % (len(value), body)
+    if isinstance(value, dict):
+        if set(value) == {"__enum__"} and isinstance(value["__enum__"], str):
+            raw = value["__enum__"].encode("utf-8")
+            return b'E:%d:"%s";' % (len(raw), raw)
+        class_name = value.get("__class__")
+        if isinstance(class_name, str):
+            name = class_name.encode("utf-8")
+            payload = value.get("__serialized__")
+            if isinstance(payload, str) and len(value) == 2:
+                data = payload.encode("utf-8")
+                return b'C:%d:"%s":%d:{%s}' % (len(name), name, len(data), data)
+            props = {k: v for k, v in value.items() if k != "__class__"}
+            body = b"".join(_php_key_text(k) + php_serialize(v) for k, v in props.items())
+            return b'O:%d:"%s":%d:{%s}' % (len(name), name, len(props), body)
+        body = b"".join(_php_key(str(k)) + php_serialize(v) for k, v in value.items())
+        return b"a:%d:{%s}" % (len(value), body)
+    raise TypeError(f"no PHP serialize() form for {type(value).__name__}")
+
+
+def _php_key_text(key: str) -> bytes:
+    """Object property names are always strings in serialize() output."""
+    raw = key.encode("utf-8")
+    return b's:%d:"%s";' % (len(raw), raw)
+
+
+@transform(
+    "json_to_php_serialize",
+    input_types=(pa.string(), pa.large_string()),
+    output_type=pa.binary(),
+    inverse="php_unserialize_to_json",
+)
+def json_to_php_serialize(values: pa.Array) -> TransformResult:
+    """Write JSON text back as PHP ``serialize()`` bytes (reverse replication of settings).
+
+    Semantically the inverse of ``php_unserialize_to_json``: PHP unserializes the result to
+    the value that was read, though bytes may differ from the original (float spelling,
+    references written as copies, visibility prefixes of object properties not restored).
+    Text that is not JSON is quarantined.
+    """
+    out: list[bytes | None] = []
+    reasons: list[str | None] = []
+    for text in as_array(values).to_pylist():
+        if text is None:
+            out.append(None)
+            reasons.append(None)
+            continue
+        try:
+            out.append(php_serialize(json.loads(text)))
+            reasons.append(None)
+        except (ValueError, TypeError) as exc:
+            out.append(None)
+            reasons.append(f"not JSON that PHP can hold: {exc}")
+    errors = pa.array(reasons, pa.string()) if any(r is not None for r in reasons) else None
+    return TransformResult(pa.array(out, pa.binary()), errors=errors)

@@ -126,3 +126,32 @@ def test_temp_ban(temp_ban, state, until, error):
     for result in (state_result, until_result):
         got = result.errors.to_pylist()[0] if result.errors else None
         assert (got is not None and got.startswith(error)) if error else got is None
+
+
+@pytest.mark.parametrize(
+    ("state", "until", "expected", "error"),
+    [
+        pytest.param("none", None, 0, None, id="none"),
+        pytest.param("permanent", None, -1, None, id="permanent"),
+        pytest.param("temporary", 1_600_000_000_500_000, 1_600_000_000, None, id="temporary"),
+        pytest.param("temporary", None, None, "temporary ban without", id="temporary-no-end"),
+        pytest.param("temporary", 0, None, "temporary ban without", id="end-at-epoch"),
+        pytest.param("banned", None, None, "unknown ban state 'banned'", id="unknown-state"),
+        pytest.param(None, None, None, None, id="null"),
+    ],
+)
+def test_ban_to_temp_ban(state, until, expected, error):
+    result = get_transform("ban_to_temp_ban").fn(
+        pa.array([state], pa.string()), pa.array([until], pa.timestamp("us", tz="UTC"))
+    )
+    assert result.values.to_pylist() == [expected]
+    got = result.errors.to_pylist()[0] if result.errors is not None else None
+    assert (got is not None and got.startswith(error)) if error else got is None
+
+
+@pytest.mark.parametrize("temp_ban", [0, -1, 1_600_000_000])
+def test_temp_ban_round_trip(temp_ban):
+    raw = pa.array([temp_ban], pa.int64())
+    state = get_transform("temp_ban_state").fn(raw).values
+    until = get_transform("temp_ban_until").fn(raw).values
+    assert get_transform("ban_to_temp_ban").fn(state, until).values.to_pylist() == [temp_ban]

@@ -147,3 +147,34 @@ def test_nul_characters_are_stripped_for_jsonb():
 def test_failed_row_does_not_add_notes():
     _, error, notes = one(b'a:2:{i:0;O:8:"stdClass":0:{}i:1;')
     assert error is not None and notes == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "serialized"),
+    [
+        pytest.param(None, b"N;", id="null"),
+        pytest.param(True, b"b:1;", id="true"),
+        pytest.param(600, b"i:600;", id="int"),
+        pytest.param(0.5, b"d:0.5;", id="float"),
+        pytest.param("José", 's:5:"José";'.encode(), id="multibyte-string-byte-length"),
+        pytest.param(["a", "b"], b'a:2:{i:0;s:1:"a";i:1;s:1:"b";}', id="list"),
+        pytest.param(
+            {"gui": True, "7": 1}, b'a:2:{s:3:"gui";b:1;i:7;i:1;}', id="assoc-with-int-key"
+        ),
+        pytest.param(
+            {"__class__": "stdClass", "a": 1}, b'O:8:"stdClass":1:{s:1:"a";i:1;}', id="object"
+        ),
+        pytest.param({"__enum__": "Suit:Hearts"}, b'E:11:"Suit:Hearts";', id="enum"),
+    ],
+)
+def test_json_to_php_serialize_round_trips(value, serialized):
+    text = json.dumps(value, ensure_ascii=False)
+    result = get_transform("json_to_php_serialize").fn(pa.array([text]))
+    assert result.values.to_pylist() == [serialized]
+    assert json.loads(run(serialized).values.to_pylist()[0]) == value
+
+
+def test_json_to_php_serialize_quarantines_non_json():
+    result = get_transform("json_to_php_serialize").fn(pa.array(["{oops", None]))
+    assert result.values.to_pylist() == [None, None]
+    assert result.errors.to_pylist()[0].startswith("not JSON that PHP can hold")
