@@ -12,7 +12,7 @@ PARAMS = {
     "minor_to_money": {"currency": "USD"},
     "range_check": {"min": 1, "max": 5},
 }
-# Transforms registered by other modules in transform/ (the mapping engine's own).
+# The transforms library (the mapping engine registers a few of its own elsewhere).
 OWNED_HERE = {
     name
     for name, spec in all_transforms().items()
