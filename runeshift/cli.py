@@ -52,29 +52,14 @@ def _root(
 
 
 def main() -> None:
+    """Entry point: click handles usage errors (exit 2) and exit codes; we handle our own errors."""
     try:
-        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
-        result = app(standalone_mode=False)
-        sys.exit(result if isinstance(result, int) else 0)
+        app()
     except RuneshiftError as exc:
         if os.environ.get("RUNESHIFT_DEBUG"):
             raise
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(EXIT_ERROR)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(EXIT_ERROR)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(EXIT_ERROR)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -53,5 +53,7 @@ def slug_key(values: pa.Array) -> TransformResult:
             out.append(None)
             continue
         ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-        out.append(_NON_WORD.sub("_", ascii_text.lower()).strip("_") or None)
+        key = _NON_WORD.sub("_", ascii_text.lower()).strip("_")
+        # Keys are identifiers (^[a-z][a-z0-9_]*$): a title like '2nd Tier' becomes 'r_2nd_tier'.
+        out.append(None if not key else key if key[0].isalpha() else f"r_{key}")
     return TransformResult(pa.array(out, pa.string()))
