@@ -1,13 +1,13 @@
 """Where each Shopify stream's extraction stands, so a killed run resumes instead of restarting.
 
 Design note: one ``StreamPosition`` per stream, stored in ``runeshift.source_positions``
-under ``source = 'shopify:<stream>'`` (the table's key is ``source``). While a bulk
-export is in flight the row has ``kind = 'shopify_bulk'`` and names the bulk
-operation id (so a restarted process polls *that* operation instead of starting
-a second one, which Shopify would refuse anyway) and how many records of its
-result were already handed over. Once the export is handed over the row becomes
-``kind = 'shopify_cursor'`` with the ``updated_at`` high-water mark the
-incremental catch-up starts from (minus its lookback window).
+under ``source = 'shopify:<stream>'`` and ``kind = 'shopify_cursor'`` (the table's
+key is ``source``). While a bulk export is in flight the position has
+``phase = 'bulk'`` and names the bulk operation id (so a restarted process polls
+*that* operation instead of starting a second one, which Shopify would refuse
+anyway) and how many records of its result were already handed over. Once the
+export is handed over it becomes ``phase = 'incremental'`` with the
+``updated_at`` high-water mark the catch-up starts from (minus its lookback).
 
 Callers: ``run_bulk_export`` and ``run_incremental``. Each ``save`` is its own
 committed transaction, written only after the records it covers were handed
@@ -27,6 +27,7 @@ import psycopg
 from runeshift.errors import ConfigError, FatalError
 
 POSITION_FORMAT = 1
+POSITION_KIND = "shopify_cursor"
 Phase = Literal["bulk", "incremental"]
 
 
@@ -60,7 +61,9 @@ class StreamPosition:
 
     @property
     def kind(self) -> str:
-        return "shopify_bulk" if self.phase == "bulk" else "shopify_cursor"
+        # The control schema's check constraint (0001_control) knows 'shopify_cursor'
+        # only; the phase is in the position itself.
+        return POSITION_KIND
 
     def advanced(self, **changes: Any) -> StreamPosition:
         return replace(self, **changes)

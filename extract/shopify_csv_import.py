@@ -86,15 +86,18 @@ def detect_product_dialect(path: Path, header: list[str]) -> ProductDialect:
 
 def read_products_csv(path: Path | str) -> Iterator[ShopifyRecord]:
     """Products (with options and variants) from a products export in either dialect."""
-    file = Path(path)
-    header, rows = _rows(file)
-    dialect = detect_product_dialect(file, header)
+    with _CsvFile(Path(path)) as source:
+        yield from _read_products(source)
+
+
+def _read_products(source: _CsvFile) -> Iterator[ShopifyRecord]:
+    dialect = detect_product_dialect(source.path, source.header)
     column = {
         key: names[0 if dialect == "legacy" else 1] for key, names in _PRODUCT_COLUMNS.items()
     }
     product: dict[str, Any] | None = None
     seen: set[str] = set()
-    for row in rows:
+    for row in source.rows():
         handle = row.get(column["handle"])
         if not handle:
             raise SourceDataError(
@@ -197,11 +200,15 @@ _CUSTOMER_ADDRESS: dict[str, tuple[str, str]] = {
 
 def read_customers_csv(path: Path | str, *, shop_currency: str = "USD") -> Iterator[ShopifyRecord]:
     """Customers (with their default address) from a customers export."""
-    file = Path(path)
-    header, rows = _rows(file)
-    _require(file, header, ("First Name", "Last Name", "Email"))
+    with _CsvFile(Path(path)) as source:
+        yield from _read_customers(source, shop_currency)
+
+
+def _read_customers(source: _CsvFile, shop_currency: str) -> Iterator[ShopifyRecord]:
+    header = source.header
+    _require(source.path, header, ("First Name", "Last Name", "Email"))
     current = "Default Address Address1" in header
-    for row in rows:
+    for row in source.rows():
         customer: dict[str, Any] = {}
         customer_id = row.get("Customer ID")
         if customer_id:
@@ -257,12 +264,16 @@ def read_orders_csv(path: Path | str) -> Iterator[ShopifyRecord]:
     order's first row, so rows are grouped by ``Name``. Money is in the order's
     ``Currency`` and put under ``shopMoney``.
     """
-    file = Path(path)
-    header, rows = _rows(file)
-    _require(file, header, ("Name", "Lineitem quantity", "Lineitem name", "Lineitem price"))
+    with _CsvFile(Path(path)) as source:
+        yield from _read_orders(source)
+
+
+def _read_orders(source: _CsvFile) -> Iterator[ShopifyRecord]:
+    _require(source.path, source.header, ("Name", "Lineitem quantity", "Lineitem name"))
+    _require(source.path, source.header, ("Lineitem price", "Currency"))
     order: dict[str, Any] | None = None
     seen: set[str] = set()
-    for row in rows:
+    for row in source.rows():
         name = row.get("Name")
         if not name:
             raise SourceDataError(f"{row.where()}: Name is empty", rule="csv_malformed")
@@ -383,41 +394,48 @@ def _order_record(order: dict[str, Any]) -> ShopifyRecord:
     return ShopifyRecord(stream="orders", id=str(key), updated_at=None, data=order)
 
 
-def _rows(path: Path) -> tuple[list[str], Iterator[_Row]]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such CSV file")
-    handle = path.open(newline="", encoding="utf-8-sig")
-    reader = csv.reader(handle)
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        handle.close()
-        raise ConfigError(f"{path}:1: the file is empty; expected a header row") from None
-    except csv.Error as exc:
-        handle.close()
-        raise ConfigError(f"{path}:1: unreadable header ({exc})") from exc
+class _CsvFile:
+    """An open export: its header row and its data rows with their starting line numbers."""
 
-    def rows() -> Iterator[_Row]:
-        with handle:
-            start = reader.line_num + 1
-            while True:
-                try:
-                    cells = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    raise SourceDataError(f"{path}:{start}: {exc}", rule="csv_malformed") from exc
-                if any(c.strip() for c in cells):
-                    if len(cells) > len(header):
-                        raise SourceDataError(
-                            f"{path}:{start}: {len(cells)} cells but the header has "
-                            f"{len(header)} columns",
-                            rule="csv_malformed",
-                        )
-                    yield _Row(path, start, dict(zip(header, cells, strict=False)))
-                start = reader.line_num + 1
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such CSV file")
+        self.path = path
+        self._handle = path.open(newline="", encoding="utf-8-sig")
+        self._reader = csv.reader(self._handle)
+        try:
+            self.header = [h.strip() for h in next(self._reader)]
+        except StopIteration:
+            self._handle.close()
+            raise ConfigError(f"{path}:1: the file is empty; expected a header row") from None
+        except csv.Error as exc:
+            self._handle.close()
+            raise ConfigError(f"{path}:1: unreadable header ({exc})") from exc
 
-    return header, rows()
+    def __enter__(self) -> _CsvFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+    def rows(self) -> Iterator[_Row]:
+        start = self._reader.line_num + 1
+        while True:
+            try:
+                cells = next(self._reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise SourceDataError(f"{self.path}:{start}: {exc}", rule="csv_malformed") from exc
+            if any(c.strip() for c in cells):
+                if len(cells) > len(self.header):
+                    raise SourceDataError(
+                        f"{self.path}:{start}: {len(cells)} cells but the header has "
+                        f"{len(self.header)} columns",
+                        rule="csv_malformed",
+                    )
+                yield _Row(self.path, start, dict(zip(self.header, cells, strict=False)))
+            start = self._reader.line_num + 1
 
 
 def _require(path: Path, header: list[str], columns: tuple[str, ...]) -> None:

@@ -170,8 +170,17 @@ class JsonlAssembler:
 
 
 def to_record(spec: StreamSpec, node: dict[str, Any]) -> ShopifyRecord:
-    """Wrap an assembled node as the stream's record."""
+    """Wrap an assembled node as the stream's record, children in canonical order.
+
+    Ungrouped bulk output loses the order of a connection's nodes, so both paths
+    order children by their numeric id (or ``index`` for discount applications,
+    which have no id); the sort is stable, so nodes with neither keep their order.
+    """
     node.pop("__parentId", None)
+    for child in spec.children:
+        nodes = node.get(child.field)
+        if isinstance(nodes, list):
+            nodes.sort(key=_child_order)
     updated = node.get("updatedAt")
     return ShopifyRecord(
         stream=spec.name,
@@ -179,6 +188,16 @@ def to_record(spec: StreamSpec, node: dict[str, Any]) -> ShopifyRecord:
         updated_at=str(updated) if updated is not None else None,
         data=node,
     )
+
+
+def _child_order(child: dict[str, Any]) -> tuple[int, int]:
+    gid = child.get("id")
+    if isinstance(gid, str):
+        tail = gid.rsplit("/", 1)[-1].split("?", 1)[0]
+        if tail.isdigit():
+            return (0, int(tail))
+    index = child.get("index")
+    return (1, index) if isinstance(index, int) else (2, 0)
 
 
 def _peek_ids(line: bytes, source: str, number: int) -> tuple[str | None, str | None]:

@@ -40,7 +40,9 @@ class RecordPage:
 class PageSizer:
     """Chooses ``first`` so a page's requested cost fits the bucket budget."""
 
-    def __init__(self, initial: int = 10, budget_fraction: float = 0.5) -> None:
+    def __init__(self, initial: int = 1, budget_fraction: float = 0.5) -> None:
+        # The first page is a one-node probe: its requestedQueryCost sizes the rest
+        # (a guess could exceed Shopify's 1,000-point single-query cap).
         self.first = initial
         self._fraction = budget_fraction
 
@@ -109,7 +111,7 @@ def _rest_of_children(
     query = spec.child_page_query(child)
     cursor = page_info.get("endCursor")
     while True:
-        first = min(MAX_PAGE_SIZE, child.page_size * 2)
+        first = min(MAX_PAGE_SIZE, child.page_size * 4)
         response = client.graphql(query, {"id": parent_id, "first": first, "after": cursor})
         owner = response.data.get("node")
         if not isinstance(owner, dict):

@@ -199,7 +199,9 @@ ORDERS = StreamSpec(
                 f"taxLines {{ title rate priceSet {_BAG} }} "
                 "variant { id } product { id }"
             ),
-            page_size=20,
+            # Shopify charges `first` up front whatever comes back; most orders have
+            # a handful of line items and the rest are fetched per order.
+            page_size=5,
         ),
         ChildConnection(
             field="discountApplications",
@@ -217,7 +219,7 @@ ORDERS = StreamSpec(
                 "... on PricingPercentageValue { percentage } } "
                 "... on DiscountCodeApplication { code }"
             ),
-            page_size=5,
+            page_size=2,
         ),
         ChildConnection(
             field="shippingLines",
@@ -226,7 +228,7 @@ ORDERS = StreamSpec(
                 f"id title code originalPriceSet {_BAG} discountedPriceSet {_BAG} "
                 f"taxLines {{ title rate priceSet {_BAG} }}"
             ),
-            page_size=3,
+            page_size=1,
         ),
     ),
 )
