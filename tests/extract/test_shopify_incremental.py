@@ -1,0 +1,171 @@
+"""Incremental catch-up against the fake Shopify: lookback, checkpoints, pacing, deletions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from extract.shopify_bulk_export import BulkOptions, run_bulk_export
+from extract.shopify_checkpoints import InMemoryCheckpointStore, StreamPosition
+from extract.shopify_incremental import run_incremental
+from runeshift.errors import ConfigError
+from tests.extract import test_shopify_client as fake
+from tests.extract.test_shopify_client import FakeShop
+
+start_fake = fake.start_fake
+fake_shop = fake.fake_shop
+
+FAST = BulkOptions(batch_size=50, poll_initial=0.02, poll_max=0.2, max_wait=60)
+PLUS_BUCKET = {"bucket_size": 2000.0, "restore_rate": 1000.0}
+
+
+def stamp(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def mutate(shop: FakeShop, resource: str, record_id: int, **changes: object) -> None:
+    shop.control("POST", "mutate", {"resource": resource, "id": record_id, "changes": changes})
+
+
+def exported(shop: FakeShop, stream: str, checkpoints: InMemoryCheckpointStore) -> datetime:
+    """Run the bulk export to its end; returns where the catch-up will start."""
+    for _ in run_bulk_export(shop.client(), stream, checkpoints, options=FAST):
+        pass
+    position = checkpoints.load(stream)
+    assert position is not None and position.phase == "incremental" and position.since
+    return parse(position.since)
+
+
+def test_catch_up_picks_up_records_changed_after_the_export_within_the_lookback(
+    fake_shop: FakeShop,
+) -> None:
+    checkpoints = InMemoryCheckpointStore()
+    since = exported(fake_shop, "customers", checkpoints)
+    mutate(fake_shop, "customers", 1003, note="changed after the export")
+    # Committed with a timestamp just before the export began (a late write): lookback.
+    mutate(
+        fake_shop, "customers", 1004, note="late", updated_at=stamp(since - timedelta(minutes=2))
+    )
+    # Older than the lookback: the export itself had to see this one.
+    mutate(
+        fake_shop, "customers", 1005, note="old", updated_at=stamp(since - timedelta(minutes=10))
+    )
+    batches = list(
+        run_incremental(
+            fake_shop.client(), "customers", None, timedelta(minutes=5), checkpoints=checkpoints
+        )
+    )
+    records = {r.id: r for b in batches for r in b.records}
+    assert set(records) == {"gid://shopify/Customer/1003", "gid://shopify/Customer/1004"}
+    assert records["gid://shopify/Customer/1003"].data["note"] == "changed after the export"
+    final = checkpoints.load("customers")
+    assert final is not None and final.since == final.window_end
+    query = [
+        r["graphql_query"]
+        for r in fake_shop.requests()
+        if "updated_at" in (r["graphql_query"] or "")
+    ]
+    assert stamp(since - timedelta(minutes=5)) in query[0]
+
+
+def test_position_is_saved_only_when_the_next_batch_is_asked_for(
+    start_fake: Callable[..., FakeShop],
+) -> None:
+    shop = start_fake(bucket_size=60.0, restore_rate=1000.0)  # small pages
+    checkpoints = InMemoryCheckpointStore()
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    for k, customer in enumerate(range(1000, 1020)):
+        mutate(shop, "customers", customer, updated_at=stamp(start + timedelta(minutes=k + 1)))
+    batches = run_incremental(
+        shop.client(), "customers", start, timedelta(0), checkpoints=checkpoints
+    )
+    first = next(batches)
+    assert first.records and len(first.records) < 20
+    assert checkpoints.load("customers") is None  # not consumed yet
+    second = next(batches)
+    assert checkpoints.load("customers") == first.position
+    assert first.position.since == first.records[-1].updated_at
+    batches.close()  # the consumer dies before finishing the second batch
+    assert checkpoints.load("customers") == first.position
+    resumed = list(
+        run_incremental(shop.client(), "customers", None, timedelta(0), checkpoints=checkpoints)
+    )
+    seen = {r.id for r in first.records} | {r.id for b in resumed for r in b.records}
+    assert len(seen) == 20
+    assert second.records[0].id in {r.id for b in resumed for r in b.records}
+
+
+def test_pages_fit_a_small_bucket_without_throttled(start_fake: Callable[..., FakeShop]) -> None:
+    shop = start_fake(bucket_size=400.0, restore_rate=2000.0)
+    since = datetime.now(UTC) - timedelta(hours=1)
+    for order in range(5000, 5040):
+        mutate(shop, "orders", order, note="touched")
+    records = [
+        r
+        for b in run_incremental(
+            shop.client(), "orders", since, checkpoints=InMemoryCheckpointStore()
+        )
+        for r in b.records
+    ]
+    assert len(records) == 40
+    assert all(
+        len(r.data["lineItems"])
+        == (25 if int(r.id.rsplit("/", 1)[1]) % 10 == 0 else len(r.data["lineItems"]))
+        for r in records
+    )
+    log = shop.requests()
+    assert not any(r["throttled"] for r in log[1:])
+    assert max(r["requested_cost"] or 0 for r in log) <= 400
+
+
+def test_nested_connections_longer_than_a_page_are_completed(
+    start_fake: Callable[..., FakeShop],
+) -> None:
+    shop = start_fake(**PLUS_BUCKET)
+    mutate(shop, "products", 2000, title="Big product")
+    batches = run_incremental(
+        shop.client(),
+        "products",
+        datetime.now(UTC) - timedelta(hours=1),
+        checkpoints=InMemoryCheckpointStore(),
+    )
+    (product,) = [r for b in batches for r in b.records]
+    assert len(product.data["variants"]) == 120
+    assert [v["position"] for v in product.data["variants"]] == list(range(1, 121))
+
+
+def test_deleted_products_arrive_as_deletion_records(fake_shop: FakeShop) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    fake_shop.control("POST", "mutate", {"resource": "products", "id": 2003, "delete": True})
+    fake_shop.control("POST", "mutate", {"resource": "customers", "id": 1001, "delete": True})
+    checkpoints = InMemoryCheckpointStore()
+    records = [
+        r
+        for b in run_incremental(fake_shop.client(), "deletions", since, checkpoints=checkpoints)
+        for r in b.records
+    ]
+    # Shopify's deletionEvents cover products and collections only (decision 0003).
+    assert [(r.id, r.data["subjectType"]) for r in records] == [
+        ("gid://shopify/Product/2003", "PRODUCT")
+    ]
+    again = [
+        r
+        for b in run_incremental(fake_shop.client(), "deletions", None, checkpoints=checkpoints)
+        for r in b.records
+    ]
+    assert again == []
+
+
+def test_catch_up_refuses_to_start_while_the_bulk_export_is_unfinished(fake_shop: FakeShop) -> None:
+    checkpoints = InMemoryCheckpointStore()
+    checkpoints.save(
+        "orders", StreamPosition(phase="bulk", bulk_operation_id="gid://shopify/BulkOperation/9")
+    )
+    with pytest.raises(ConfigError, match="not finished"):
+        list(run_incremental(fake_shop.client(), "orders", None, checkpoints=checkpoints))
