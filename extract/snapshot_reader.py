@@ -36,9 +36,9 @@ from extract.mysql_source_schema import (
 from runeshift.connections import parse_mysql_url
 from runeshift.errors import FatalError, TransientError
 
-CHUNK_BYTES = 24 * 1024 * 1024
+CHUNK_BYTES = 8 * 1024 * 1024
 MIN_CHUNK_ROWS = 500
-MAX_CHUNK_ROWS = 50_000
+MAX_CHUNK_ROWS = 25_000
 
 
 @dataclass(frozen=True)
@@ -166,12 +166,15 @@ class SnapshotReader:
                 if not rows:
                     return
                 transposed = list(zip(*rows, strict=True))
+                last_row = rows[-1]
+                n_rows = len(rows)
+                del rows  # the Python tuples cost more memory than the Arrow arrays
                 arrays = [column_to_arrow(col, transposed[i]) for i, col in enumerate(wanted)]
                 batch = pa.RecordBatch.from_arrays(arrays, names=[c.name for c in wanted])
-                last_row = rows[-1]
                 last = tuple(_key_value(last_row[i], key_cols[n]) for n, i in enumerate(key_index))
+                del transposed
                 yield Chunk(batch, last)
-                if len(rows) < limit:
+                if n_rows < limit:
                     return
         finally:
             cur.close()
