@@ -29,4 +29,9 @@ def register_all(app: typer.Typer) -> None:
     app.command("backfill", help="Snapshot the legacy databases and load them into Rune.")(
         backfill_cmd.backfill
     )
+    from runeshift.commands import reconcile_cmd
+
+    app.command("reconcile", help="Compare source (through the mappings) and target; reports.")(
+        reconcile_cmd.reconcile
+    )
     return None
