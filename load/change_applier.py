@@ -1,0 +1,630 @@
+"""Apply net source changes to the Rune target so it equals what a fresh backfill would give.
+
+Design note. The applier is handed, per source table, the *net* state of each changed key
+over a batch of source transactions (its last row image, or "deleted") and writes, inside
+the caller's open transaction, whatever makes the target rows of those keys equal to what
+:func:`transform.mapping_engine.map_batch` gives for the current source, the same function
+the backfill uses. The caller stores the binlog positions in that same transaction, so
+state and data commit or vanish together; replaying a batch after a crash is harmless
+because every write is idempotent (upsert by deterministic id, delete by id, set columns).
+
+A source row can matter to target rows other than its own, and a fresh backfill would see
+all of them. The applier re-derives those from the live source (:mod:`extract.binlog_source_lookup`):
+
+- a primary row that appears (insert, or it stops being quarantined) pulls in its
+  contributing rows (``auth0_links`` -> ``accounts.auth0_sub``) and its dependants: rows of
+  other targets whose reference to it was an orphan (quarantined) or was set to NULL;
+- a primary row that goes (delete, newly quarantined or excluded) first re-derives its
+  dependants (they become orphans: removed and quarantined, or their reference is NULLed),
+  then is deleted; its contributing rows become orphans in quarantine;
+- a key change (UPDATE of the primary key) is a delete of the old key and an upsert of the new;
+- a contributing row that goes resets its columns to the column default, as if never set;
+- a change that touches a contested dedup value (old or new) recomputes the winner of
+  each touched group from the source and rewrites the group, losers first so the target's
+  unique index never sees two winners;
+- a row the target rejects (unique/check violation, often a transient state of the replay)
+  is quarantined and retried once at the end of the batch from the current source row.
+
+Re-reads can be newer than the stream position; later events for the same rows are still
+in the stream, so the target converges (see :mod:`extract.binlog_source_lookup`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
+
+from extract.binlog_row_decoder import RawRow, RowDecoder
+from extract.binlog_source_lookup import SourceLookup
+from load import copy_writer
+from runeshift import control_store
+from transform.mapping_dedup import plan_dedup
+from transform.mapping_engine import (
+    _Evaluation,  # the one expression evaluator; mapping_dedup uses it the same way
+    MappedBatch,
+    QuarantinedRow,
+    map_batch,
+    source_key_array,
+)
+from transform.mapping_spec import ColumnRule, Dedup, Feed, MappingSet, TargetMapping
+
+Key = tuple[bytes | None, ...]
+FeedId = tuple[str, str, str]  # (target table, source, source table)
+
+
+@dataclass
+class FeedChanges:
+    """Net changes of one source table: the last row image per key, or its deletion."""
+
+    upserts: dict[Key, RawRow] = field(default_factory=dict)
+    deletes: dict[Key, RawRow] = field(default_factory=dict)  # key -> last known row image
+
+    def upsert(self, key: Key, row: RawRow) -> None:
+        self.deletes.pop(key, None)
+        self.upserts[key] = row
+
+    def delete(self, key: Key, row: RawRow) -> None:
+        self.upserts.pop(key, None)
+        self.deletes[key] = row
+
+    def __len__(self) -> int:
+        return len(self.upserts) + len(self.deletes)
+
+
+@dataclass
+class ApplyStats:
+    upserted: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    rederived: int = 0
+    dedup_groups: int = 0
+    notes: Counter[str] = field(default_factory=Counter)
+
+
+def _id_rule(target: TargetMapping, feed: Feed) -> ColumnRule:
+    return getattr(feed, "id_rule", None) or target.id_rule
+
+
+def _key_text(key: Key) -> str:
+    return "|".join("" if v is None else v.decode("utf-8", "surrogateescape") for v in key)
+
+
+def _sql_value(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    text = raw.decode("utf-8", "surrogateescape")
+    return int(text) if text.lstrip("-").isdigit() else raw
+
+
+class _LiveReferences:
+    """map_batch's reference check against the target as it stands inside this transaction.
+
+    Ids scheduled for deletion in this batch count as missing, so dependants re-derived
+    before their parent's delete see the parent as gone.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], id_kinds: Mapping[str, str]) -> None:
+        self._conn = conn
+        self._kinds = id_kinds
+        self.leaving: dict[str, set[str]] = {}
+
+    def __call__(self, table: str, values: pa.Array) -> pa.Array:
+        py = values.to_pylist()
+        wanted = {str(v) for v in py if v is not None}
+        present = existing_ids(self._conn, table, self._kinds[table], wanted)
+        present -= self.leaving.get(table, set())
+        return pa.array([None if v is None else str(v) in present for v in py], pa.bool_())
+
+
+def _params(kind: str, ids: Iterable[str]) -> list[Any]:
+    if kind == "uuid":
+        return [uuid.UUID(i) for i in ids]
+    return [int(i) for i in ids]
+
+
+def existing_ids(
+    conn: psycopg.Connection[Any], table: str, kind: str, ids: Iterable[str]
+) -> set[str]:
+    """Which of ``ids`` (as text) are in ``table``."""
+    wanted = list(ids)
+    if not wanted:
+        return set()
+    rows = conn.execute(
+        sql.SQL("SELECT id::text FROM {} WHERE id = ANY(%s)").format(_ident(table)),
+        (_params(kind, wanted),),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _ident(qualified: str) -> sql.Composable:
+    schema, _, name = qualified.partition(".")
+    return sql.Identifier(schema, name)
+
+
+@dataclass(frozen=True)
+class _Dependant:
+    """A feed whose rows reference ``parent`` through ``column`` (a single source column)."""
+
+    target: TargetMapping
+    feed: Feed
+    column: str
+
+
+class _DedupIndex:
+    """Contested-value index of one dedup rule: key -> value, value -> keys, current losers."""
+
+    def __init__(self) -> None:
+        self.value_of: dict[str, str | None] = {}
+        self.members: dict[str, set[str]] = {}
+        self.losers: set[str] = set()
+
+    def set(self, key: str, value: str | None) -> tuple[str | None, str | None]:
+        old = self.value_of.get(key)
+        if old is not None:
+            self.members.get(old, set()).discard(key)
+        if value is None:
+            self.value_of.pop(key, None)
+        else:
+            self.value_of[key] = value
+            self.members.setdefault(value, set()).add(key)
+        return old, value
+
+
+class ChangeApplier:
+    """Applies :class:`FeedChanges` of mapped source tables to the target (see module doc)."""
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        mappings: MappingSet,
+        decoders: Mapping[tuple[str, str], RowDecoder],
+        lookups: Mapping[str, SourceLookup],
+        *,
+        run_id: str | None,
+    ) -> None:
+        self.conn = conn
+        self.mappings = mappings
+        self.decoders = dict(decoders)
+        self.lookups = dict(lookups)
+        self.run_id = run_id
+        self._order = {t.table: i for i, t in enumerate(mappings.targets)}
+        self._id_kinds: dict[str, str] = {}
+        self._defaults: dict[str, dict[str, str | None]] = {}
+        self._dependants: dict[str, list[_Dependant]] = {}
+        self._dedup: dict[tuple[FeedId, str], _DedupIndex] = {}
+        self.refs = _LiveReferences(conn, self._id_kinds)
+        self._retry: dict[FeedId, set[Key]] = {}
+        self.paused: set[tuple[str, str]] = set()
+        for target in mappings.targets:
+            for feed in target.feeds:
+                for rule in feed.columns:
+                    ref = rule.reference
+                    cols = rule.expr.source_columns()
+                    if ref is None or len(cols) != 1 or getattr(ref, "match_on", None):
+                        continue
+                    if (feed.source, feed.table) not in self.decoders:
+                        continue  # not a binlog source (Shopify has its own follower)
+                    self._dependants.setdefault(ref.table, []).append(
+                        _Dependant(target, feed, cols[0])
+                    )
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Read target column facts and build the dedup indexes from the live source."""
+        tables = {t.table for t in self.mappings.targets}
+        rows = self.conn.execute(
+            "SELECT table_schema || '.' || table_name, column_name, data_type, column_default "
+            "FROM information_schema.columns WHERE table_schema || '.' || table_name = ANY(%s)",
+            (sorted(tables),),
+        ).fetchall()
+        for table, column, kind, default in rows:
+            self._defaults.setdefault(table, {})[column] = default
+            if column == "id":
+                self._id_kinds[table] = "uuid" if kind == "uuid" else "int"
+        for target in self.mappings.targets:
+            for feed in target.feeds:
+                if (feed.source, feed.table) not in self.decoders:
+                    continue
+                for rule in feed.dedup:
+                    self._build_dedup(target, feed, rule)
+
+    def _feed_id(self, target: TargetMapping, feed: Feed) -> FeedId:
+        return (target.table, feed.source, feed.table)
+
+    def _decoder(self, feed: Feed) -> RowDecoder:
+        return self.decoders[(feed.source, feed.table)]
+
+    def _build_dedup(self, target: TargetMapping, feed: Feed, rule: Dedup) -> None:
+        decoder = self._decoder(feed)
+        rows = self.lookups[feed.source].all_rows(feed.table, decoder.names)
+        index = _DedupIndex()
+        batch = decoder.batch(rows)
+        for key, value in zip(
+            source_key_array(batch, feed.key).to_pylist(),
+            _dedup_values(target, feed, rule, batch).to_pylist(),
+            strict=True,
+        ):
+            index.set(key, value)
+        index.losers = set(plan_dedup(target, feed, rule, pa.Table.from_batches([batch])).losers)
+        self._dedup[(self._feed_id(target, feed), rule.rule)] = index
+
+    # -- entry point -----------------------------------------------------------------------
+
+    def apply(self, changes: Mapping[tuple[str, str], FeedChanges]) -> ApplyStats:
+        """Apply net changes per (source, source table) inside the caller's transaction."""
+        stats = ApplyStats()
+        work: list[tuple[TargetMapping, Feed, FeedChanges]] = []
+        for (source, table), net in changes.items():
+            if not net or (source, table) in self.paused:
+                continue
+            for target, feed in self.mappings.feeds_from(source, table):
+                work.append((target, feed, net))
+        work.sort(key=lambda w: (self._order[w[0].table], not w[1].primary))
+        for target, feed, net in work:
+            self._apply_feed(target, feed, dict(net.upserts), dict(net.deletes), stats, depth=0)
+        self._retry_rejected(stats)
+        self.refs.leaving.clear()
+        return stats
+
+    def _retry_rejected(self, stats: ApplyStats) -> None:
+        retry, self._retry = self._retry, {}
+        for (table, source, source_table), keys in retry.items():
+            target = self.mappings.target(table)
+            feed = next(f for f in target.feeds if f.source == source and f.table == source_table)
+            rows = self._reread(feed, keys)
+            self._apply_feed(target, feed, rows, {}, stats, depth=0, retrying=True)
+
+    def _reread(self, feed: Feed, keys: Iterable[Key]) -> dict[Key, RawRow]:
+        decoder = self._decoder(feed)
+        if len(decoder.key_index) != 1:
+            return {}
+        column = decoder.names[decoder.key_index[0]]
+        rows = self.lookups[feed.source].rows_where(
+            feed.table, decoder.names, column, [_sql_value(k[0]) for k in keys]
+        )
+        return {decoder.key(r): r for r in rows}
+
+    # -- one feed --------------------------------------------------------------------------
+
+    def _apply_feed(
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        upserts: dict[Key, RawRow],
+        deletes: dict[Key, RawRow],
+        stats: ApplyStats,
+        *,
+        depth: int,
+        retrying: bool = False,
+    ) -> None:
+        if not upserts and not deletes:
+            return
+        if (feed.source, feed.table) in self.paused:
+            return
+        if depth > 8:
+            raise RecursionError(f"dependants of {target.table} nest deeper than 8 levels")
+        if feed.primary:
+            self._apply_primary(target, feed, upserts, deletes, stats, depth, retrying)
+        else:
+            self._apply_contributing(target, feed, upserts, deletes, stats)
+
+    def _ids(self, target: TargetMapping, feed: Feed, rows: Sequence[RawRow]) -> list[str | None]:
+        if not rows:
+            return []
+        batch = self._decoder(feed).batch(rows)
+        values, _errors = _Evaluation(batch).run(_id_rule(target, feed).expr, f"{target.table}.id")
+        return [None if v is None else str(v) for v in values.to_pylist()]
+
+    def _map(
+        self, target: TargetMapping, feed: Feed, rows: Sequence[RawRow]
+    ) -> tuple[MappedBatch, list[str]]:
+        decoder = self._decoder(feed)
+        batch = decoder.batch(rows)
+        losers = {
+            rule.rule: frozenset(self._dedup[(self._feed_id(target, feed), rule.rule)].losers)
+            for rule in feed.dedup
+        }
+        mapped = map_batch(target, feed, batch, references=self.refs, dedup_losers=losers)
+        return mapped, source_key_array(batch, feed.key).to_pylist()
+
+    def _apply_primary(
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        upserts: dict[Key, RawRow],
+        deletes: dict[Key, RawRow],
+        stats: ApplyStats,
+        depth: int,
+        retrying: bool,
+    ) -> None:
+        fid = self._feed_id(target, feed)
+        for rule in feed.dedup:
+            self._dedup_groups(target, feed, rule, upserts, deletes, stats)
+        kind = self._id_kinds[target.table]
+        keys_of = {_key_text(k): k for k in upserts}
+        rows = list(upserts.values())
+        mapped, all_keys = self._map(target, feed, rows)
+        good = set(mapped.source_keys.to_pylist())
+        quarantined = list(mapped.quarantined)
+        leaving_rows = [upserts[keys_of[k]] for k in all_keys if k not in good]
+        leaving_keys = [k for k in all_keys if k not in good]
+        for key, row in deletes.items():
+            if row:
+                leaving_rows.append(row)
+                leaving_keys.append(_key_text(key))
+        leaving = [
+            (k, i)
+            for k, i in zip(leaving_keys, self._ids(target, feed, leaving_rows), strict=True)
+            if i is not None
+        ]
+        good_ids = [str(v) for v in mapped.rows.column("id").to_pylist()]
+        before = existing_ids(self.conn, target.table, kind, [*good_ids, *(i for _, i in leaving)])
+        gone = [i for _, i in leaving if i in before]
+        gone_keys = [k for k, i in leaving if i in before]
+        if gone:
+            self.refs.leaving.setdefault(target.table, set()).update(gone)
+            self._rederive_dependants(target, feed, gone_keys, stats, depth)
+            self.conn.execute(
+                sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(_ident(target.table)),
+                (_params(kind, gone),),
+            )
+            stats.deleted += len(gone)
+        rejected_keys: list[str] = []
+        if mapped.rows.num_rows:
+            rejected_keys = self._upsert(target, feed, mapped, quarantined)
+            stats.upserted += mapped.rows.num_rows - len(rejected_keys)
+        if rejected_keys and not retrying:
+            self._retry.setdefault(fid, set()).update(keys_of[k] for k in rejected_keys)
+        if quarantined:
+            stats.quarantined += control_store.quarantine_rows(
+                self.conn,
+                quarantined,
+                run_id=self.run_id,
+                source=feed.source,
+                source_table=feed.table,
+                target_table=target.table,
+            )
+        landed = sorted(good - set(rejected_keys))
+        settled = landed + [_key_text(k) for k in deletes]
+        if settled:
+            control_store.resolve_quarantine(
+                self.conn,
+                source=feed.source,
+                source_table=feed.table,
+                target_table=target.table,
+                keys=settled,
+            )
+        new_keys = [
+            k
+            for k, i in zip(mapped.source_keys.to_pylist(), good_ids, strict=True)
+            if i not in before and k not in rejected_keys
+        ]
+        if new_keys:
+            self._rederive_contributors(target, feed, new_keys, stats)
+            self._rederive_dependants(target, feed, new_keys, stats, depth)
+        if gone:
+            self._rederive_contributors(target, feed, gone_keys, stats)
+
+    def _upsert(
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        mapped: MappedBatch,
+        quarantined: list[QuarantinedRow],
+    ) -> list[str]:
+        """Upsert mapped rows, dedup losers first; return the source keys the target rejected."""
+        keys = mapped.source_keys
+        parts = [(mapped.rows, keys)]
+        loser_keys: set[str] = set()
+        for rule in feed.dedup:
+            loser_keys |= self._dedup[(self._feed_id(target, feed), rule.rule)].losers
+        if loser_keys:
+            mask = pc.fill_null(pc.is_in(keys, value_set=pa.array(sorted(loser_keys))), False)
+            parts = [
+                (mapped.rows.filter(mask), keys.filter(mask)),
+                (mapped.rows.filter(pc.invert(mask)), keys.filter(pc.invert(mask))),
+            ]
+        rejected: list[str] = []
+        for rows, part_keys in parts:
+            if rows.num_rows == 0:
+                continue
+            for r in copy_writer.upsert_rows(self.conn, target.table, rows):
+                key = part_keys[r.index].as_py()
+                rejected.append(key)
+                quarantined.append(
+                    QuarantinedRow(key, "rejected_by_target", r.reason, {"source_key": key})
+                )
+        return rejected
+
+    def _apply_contributing(
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        upserts: dict[Key, RawRow],
+        deletes: dict[Key, RawRow],
+        stats: ApplyStats,
+    ) -> None:
+        kind = self._id_kinds[target.table]
+        rows = list(upserts.values())
+        mapped, all_keys = self._map(target, feed, rows)
+        quarantined = list(mapped.quarantined)
+        good = mapped.source_keys.to_pylist()
+        landed: list[str] = []
+        if mapped.rows.num_rows:
+            present = copy_writer.update_columns(self.conn, target.table, mapped.rows).to_pylist()
+            for key, here in zip(good, present, strict=True):
+                if here:
+                    landed.append(key)
+                else:
+                    quarantined.append(
+                        QuarantinedRow(
+                            key,
+                            "orphan",
+                            f"orphan: no row in {target.table} for {feed.qualified} key {key}",
+                            {"source_key": key},
+                        )
+                    )
+            stats.upserted += len(landed)
+        keys_of = {_key_text(k): k for k in upserts}
+        reset_rows = [upserts[keys_of[k]] for k in all_keys if k not in set(landed)]
+        reset_rows += [r for r in deletes.values() if r]
+        reset_ids = [i for i in self._ids(target, feed, reset_rows) if i is not None]
+        if reset_ids:
+            defaults = self._defaults[target.table]
+            assignments = sql.SQL(", ").join(
+                sql.SQL("{} = DEFAULT").format(sql.Identifier(r.target))
+                if defaults.get(r.target) is not None
+                else sql.SQL("{} = NULL").format(sql.Identifier(r.target))
+                for r in feed.columns
+            )
+            self.conn.execute(
+                sql.SQL("UPDATE {} SET {} WHERE id = ANY(%s)").format(
+                    _ident(target.table), assignments
+                ),
+                (_params(kind, reset_ids),),
+            )
+        if quarantined:
+            stats.quarantined += control_store.quarantine_rows(
+                self.conn,
+                quarantined,
+                run_id=self.run_id,
+                source=feed.source,
+                source_table=feed.table,
+                target_table=target.table,
+            )
+        settled = landed + [_key_text(k) for k in deletes]
+        if settled:
+            control_store.resolve_quarantine(
+                self.conn,
+                source=feed.source,
+                source_table=feed.table,
+                target_table=target.table,
+                keys=settled,
+            )
+
+    # -- re-derivation ---------------------------------------------------------------------
+
+    def _rederive_contributors(
+        self, target: TargetMapping, feed: Feed, keys: Sequence[str], stats: ApplyStats
+    ) -> None:
+        """Contributing rows of these primary keys, re-read and applied (see module doc)."""
+        for other in target.feeds:
+            if other.primary or other is feed or (other.source, other.table) not in self.decoders:
+                continue
+            decoder = self._decoder(other)
+            if len(other.key) != 1 or len(feed.key) != 1:
+                continue
+            rows = self.lookups[other.source].rows_where(
+                other.table, decoder.names, other.key[0], [_plain(k) for k in keys]
+            )
+            if rows:
+                stats.rederived += len(rows)
+                self._apply_contributing(
+                    target, other, {decoder.key(r): r for r in rows}, {}, stats
+                )
+
+    def _rederive_dependants(
+        self, target: TargetMapping, feed: Feed, keys: Sequence[str], stats: ApplyStats, depth: int
+    ) -> None:
+        """Rows of other targets that reference these rows, re-read and applied."""
+        if len(feed.key) != 1:
+            return
+        values = [_plain(k) for k in keys]
+        for dep in self._dependants.get(target.table, []):
+            if (dep.feed.source, dep.feed.table) in self.paused:
+                continue
+            decoder = self._decoder(dep.feed)
+            rows = self.lookups[dep.feed.source].rows_where(
+                dep.feed.table, decoder.names, dep.column, values
+            )
+            if not rows:
+                continue
+            stats.rederived += len(rows)
+            self._apply_feed(
+                dep.target,
+                dep.feed,
+                {decoder.key(r): r for r in rows},
+                {},
+                stats,
+                depth=depth + 1,
+            )
+
+    def _dedup_groups(
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        rule: Dedup,
+        upserts: dict[Key, RawRow],
+        deletes: dict[Key, RawRow],
+        stats: ApplyStats,
+    ) -> None:
+        """Update the contested-value index; rewrite every group the changes touch."""
+        index = self._dedup[(self._feed_id(target, feed), rule.rule)]
+        touched: set[str] = set()
+        sizes_before: dict[str, int] = {}
+
+        def note(value: str | None) -> None:
+            if value is not None and value not in sizes_before:
+                sizes_before[value] = len(index.members.get(value, ()))
+
+        for key in deletes:
+            text = _key_text(key)
+            note(index.value_of.get(text))
+            old, _ = index.set(text, None)
+            index.losers.discard(text)
+            if old is not None:
+                touched.add(old)
+        if upserts:
+            decoder = self._decoder(feed)
+            batch = decoder.batch(list(upserts.values()))
+            for key, value in zip(
+                source_key_array(batch, feed.key).to_pylist(),
+                _dedup_values(target, feed, rule, batch).to_pylist(),
+                strict=True,
+            ):
+                note(index.value_of.get(key))
+                note(value)
+                index.losers.discard(key)
+                old, new = index.set(key, value)
+                touched.update(v for v in (old, new) if v is not None)
+        groups = [
+            v for v in touched if sizes_before.get(v, 0) > 1 or len(index.members.get(v, ())) > 1
+        ]
+        if not groups:
+            return
+        members = {k for v in groups for k in index.members.get(v, ())}
+        current = self._reread(feed, [tuple(k.encode() for k in m.split("|")) for m in members])
+        if current:
+            decoder = self._decoder(feed)
+            table = pa.Table.from_batches([decoder.batch(list(current.values()))])
+            outcome = plan_dedup(target, feed, rule, table)
+            index.losers -= members
+            index.losers |= set(outcome.losers) & members
+        else:
+            index.losers -= members
+        for key, row in current.items():
+            if key not in upserts and key not in deletes:
+                upserts[key] = row
+        stats.dedup_groups += len(groups)
+
+
+def _plain(key_text: str) -> Any:
+    return int(key_text) if key_text.lstrip("-").isdigit() else key_text
+
+
+def _dedup_values(
+    target: TargetMapping, feed: Feed, rule: Dedup, batch: pa.RecordBatch
+) -> pa.Array:
+    """The contested form of ``rule.column`` per row, exactly as ``plan_dedup`` compares it."""
+    column_rule = next(r for r in feed.columns if r.target == rule.column)
+    values, _errors = _Evaluation(batch).run(column_rule.expr, f"{target.table}.{rule.column}")
+    return pc.utf8_lower(pc.utf8_trim_whitespace(pc.cast(values, pa.string())))
