@@ -4,25 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from moto.server import ThreadedMotoServer
 
 from load.staging_store import open_staging, parquet_bytes, read_parquet
-from runeshift.sandbox.server_process import free_port
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    import boto3
-
-    boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}").create_bucket(Bucket="migration")
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 @pytest.mark.parametrize("kind", ["local", "s3"])

@@ -350,3 +350,32 @@ def test_secrets_never_reach_target_staging_logs_or_reports(legacy_world, target
             assert SECRET_CANARY not in json.dumps(pq.read_table(f).to_pylist(), default=repr)
         elif f.is_file():
             assert SECRET_CANARY.encode() not in f.read_bytes()
+
+
+def test_backfill_stages_on_s3(legacy_world, target, s3_endpoint):
+    import boto3
+
+    settings = Settings(
+        forums_url=legacy_world["forums_url"],
+        repo_url=legacy_world["repo_url"],
+        postgres_url=target,
+        staging="s3://migration/runeshift",
+        s3_endpoint_url=s3_endpoint,
+        shopify_token=Secret(""),
+    )
+    result = run_backfill(settings, tables=["roles", "accounts", "scripts", "licenses"])
+    assert result.balanced and result.staging == "s3://migration/runeshift"
+    keys = [
+        o["Key"]
+        for page in boto3.client("s3", endpoint_url=s3_endpoint)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket="migration", Prefix=f"runeshift/{result.backfill_id}/")
+        for o in page.get("Contents", [])
+    ]
+    assert f"runeshift/{result.backfill_id}/manifest.json" in keys
+    licenses = [k for k in keys if "/repo/licenses/chunk-" in k]
+    with psycopg.connect(target) as pg:
+        (chunks,) = pg.execute(
+            "SELECT count(*) FROM runeshift.backfill_chunks WHERE source_table = 'licenses'"
+        ).fetchone()
+    assert len(licenses) == chunks > 0
