@@ -18,11 +18,12 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
+from psycopg import sql
 
 from extract.snapshot_reader import BinlogPosition, SnapshotReader
 from load import copy_writer
@@ -36,6 +37,9 @@ from transform.mapping_dedup import plan_dedup
 from transform.mapping_engine import MappedBatch, QuarantinedRow, map_batch
 from transform.mapping_loader import load_mappings
 from transform.mapping_spec import Feed, MappingSet, TargetMapping
+
+if TYPE_CHECKING:
+    from runeshift.store_backfill import StoreRecords
 
 BACKFILL_LOCK = 0x52554E45_0001  # pg advisory lock key: one backfill at a time
 
@@ -102,13 +106,16 @@ class BackfillResult:
     excluded_tables: list[dict[str, str]]
     tables: list[TableSummary]
     mapping_checksum: str
+    store: dict[str, Any] | None = None  # the store's identity merge and license links
 
     @property
     def balanced(self) -> bool:
         return all(t.balanced for t in self.tables)
 
     def as_dict(self) -> dict[str, Any]:
+        extra = {"store": self.store} if self.store is not None else {}
         return {
+            **extra,
             "backfill_id": self.backfill_id,
             "run_id": self.run_id,
             "resumed": self.resumed,
@@ -158,9 +165,30 @@ class _References:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self._ids: dict[str, pa.Array] = {}
+        self._maps: dict[tuple[str, str, str], dict[str, str]] = {}
 
     def invalidate(self, table: str) -> None:
         self._ids.pop(table, None)
+        for key in [k for k in self._maps if k[0] == table]:
+            del self._maps[key]
+
+    def lookup(self, table: str, match_on: str, take: str, values: pa.Array) -> pa.Array:
+        """``take`` (as text) of the ``table`` row whose ``match_on`` equals each value; else null."""
+        key = (table, match_on, take)
+        if key not in self._maps:
+            schema, _, name = table.partition(".")
+            rows = self._conn.execute(
+                sql.SQL("SELECT {}::text, {}::text FROM {} WHERE {} IS NOT NULL").format(
+                    sql.Identifier(match_on),
+                    sql.Identifier(take),
+                    sql.Identifier(schema, name),
+                    sql.Identifier(match_on),
+                )
+            ).fetchall()
+            self._maps[key] = {str(r[0]): r[1] for r in rows}
+        found = self._maps[key]
+        texts = pc.cast(values, pa.string()).to_pylist()
+        return pa.array([None if t is None else found.get(t) for t in texts], pa.string())
 
     def __call__(self, table: str, values: pa.Array) -> pa.Array:
         if table not in self._ids:
@@ -189,11 +217,15 @@ def run_backfill(
     chunk_rows: int | None = None,
     stop_after_chunks: int | None = None,
     mappings: MappingSet | None = None,
+    store_records: StoreRecords | None = None,
 ) -> BackfillResult:
     """Backfill the mapped tables (all, or those named in ``tables``); resumes an unfinished run.
 
     ``stop_after_chunks`` ends the run early after that many committed chunks (for
     tests and operators who want to backfill in slices); the run stays resumable.
+    The store's tables (``shopify.*`` feeds) are loaded after the legacy ones when
+    ``store_records`` is given (e.g. CSV exports) or ``shopify_base_url`` is set
+    (the Admin API); otherwise they are left out of the run.
     """
     mappings = mappings or load_mappings()
     pg_url = settings.require("postgres_url")
@@ -222,11 +254,14 @@ def run_backfill(
         mappings.checksum,
     )
     staging = open_staging(settings.staging, endpoint_url=settings.s3_endpoint_url)
+    store_report: dict[str, Any] | None = None
     readers: dict[str, SnapshotReader] = {}
     positions: dict[str, dict[str, Any]] = {}
     summaries: list[TableSummary] = []
     status = "failed"
     try:
+        store_feeds = [(t, f) for t, f in selected if f.source == "shopify"]
+        selected = [(t, f) for t, f in selected if f.source != "shopify"]
         for source, setting in (("forums", "forums_url"), ("repo", "repo_url")):
             if not any(f.source == source for _, f in selected):
                 continue
@@ -259,6 +294,32 @@ def run_backfill(
                 break
         else:
             status = "succeeded"
+        if status == "succeeded" and store_feeds:
+            if store_records is None and settings.shopify_base_url:
+                from runeshift.store_backfill import ApiStoreRecords
+
+                store_records = ApiStoreRecords.from_settings(settings)
+            if store_records is not None:
+                from runeshift.store_backfill import run_store_backfill
+
+                store = run_store_backfill(
+                    conn,
+                    store_records,
+                    staging,
+                    store_feeds,
+                    backfill_id=backfill_id,
+                    run_id=run_id,
+                    references=references,
+                    progress=progress,
+                    chunk_rows=chunk_rows,
+                    budget=budget,
+                )
+                summaries.extend(store.tables)
+                positions.update(store.positions)
+                store_report = store.as_dict()
+                del store_report["tables"]
+                if store.interrupted:
+                    status = "interrupted"
         manifest = {
             "backfill_id": backfill_id,
             "mapping_checksum": mappings.checksum,
@@ -282,6 +343,7 @@ def run_backfill(
             ],
             summaries,
             mappings.checksum,
+            store_report,
         )
         control_store.finish_run(conn, run_id, status, result.as_dict())
         conn.close()

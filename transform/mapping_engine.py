@@ -36,6 +36,9 @@ from transform.secret_scrubbing import scrub_secrets
 
 # ReferenceCheck(table, ids) -> boolean array: does each id exist in that target table?
 ReferenceCheck = Callable[[str, pa.Array], pa.Array]
+# ReferenceLookup(table, match_on, take, values) -> the ``take`` column (as text) of the row
+# of ``table`` whose ``match_on`` column equals each value; null where no row matches.
+ReferenceLookup = Callable[[str, str, str, pa.Array], pa.Array]
 
 KEY_SEPARATOR = "|"
 
@@ -170,16 +173,19 @@ def map_batch(
     *,
     references: ReferenceCheck | None = None,
     dedup_losers: Mapping[str, frozenset[str]] | None = None,
+    lookups: ReferenceLookup | None = None,
 ) -> MappedBatch:
     """Map ``batch`` (raw rows of ``feed``'s source table) to rows of ``target``.
 
     ``references`` answers whether referenced ids exist (orphans are quarantined or
     nulled as the spec says); ``dedup_losers`` maps a dedup rule to the source keys
-    that lost its tie (computed over the whole table by :mod:`transform.dedup_planner`).
+    that lost its tie (computed over the whole table by :mod:`transform.dedup_planner`);
+    ``lookups`` resolves columns whose reference has ``match_on`` (a value of a target
+    column, not an id).
     """
     read = batch.num_rows
     excluded: Counter[str] = Counter()
-    keep = pa.array([True] * read)
+    keep = pa.array([True] * read, pa.bool_())
     for flt in feed.exclude_rows:
         hit = pc.and_(keep, _filter_mask(batch, flt))
         count = int(pc.sum(pc.cast(hit, pa.int64())).as_py() or 0)
@@ -192,7 +198,8 @@ def map_batch(
     ev = _Evaluation(batch)
     out: dict[str, pa.Array] = {}
     errors: list[pa.Array] = []
-    id_values, id_errors = ev.run(target.id_rule.expr, f"{target.table}.id")
+    id_rule = feed.id_rule or target.id_rule
+    id_values, id_errors = ev.run(id_rule.expr, f"{target.table}.id")
     out["id"] = id_values
     if id_errors is not None:
         errors.append(id_errors)
@@ -201,9 +208,25 @@ def map_batch(
         values, errs = ev.run(rule.expr, where)
         if rule.if_null is not None:
             values = pc.fill_null(values, pa.scalar(rule.if_null).cast(values.type))
-        if rule.reference is not None and references is not None:
-            exists = pc.fill_null(references(rule.reference.table, values), True)
+        if rule.reference is not None and rule.reference.match_on is not None:
+            if lookups is None:
+                raise ConfigError(
+                    f"{rule.where}: {where} is matched on {rule.reference.table}."
+                    f"{rule.reference.match_on}; map_batch needs 'lookups' for it"
+                )
+            found = lookups(
+                rule.reference.table, rule.reference.match_on, rule.reference.take, values
+            )
+            exists = pc.is_valid(found)
             missing = pc.and_(pc.invert(exists), pc.is_valid(values))
+            values = found
+        if rule.reference is not None and (
+            references is not None or rule.reference.match_on is not None
+        ):
+            if rule.reference.match_on is None:
+                assert references is not None
+                exists = pc.fill_null(references(rule.reference.table, values), True)
+                missing = pc.and_(pc.invert(exists), pc.is_valid(values))
             n_missing = int(pc.sum(pc.cast(missing, pa.int64())).as_py() or 0)
             if n_missing:
                 if rule.reference.on_missing == "null":

@@ -20,6 +20,7 @@ import yaml
 
 import transform.mapping_record_builders  # noqa: F401  (registers its transforms)
 from runeshift.errors import ConfigError
+from transform import store_values  # noqa: F401  (registers its transforms)
 from transform.mapping_expression import ExpressionError, parse_expression
 from transform.mapping_spec import (
     Call,
@@ -165,7 +166,10 @@ def _expression(spec: _Spec, text: object, where: Location) -> Expr:
 def _column_rule(spec: _Spec, target: str, raw: object, where: Location) -> ColumnRule:
     if isinstance(raw, _LineDict):
         node = spec.mapping(
-            raw, where, f"column '{target}'", ("expr", "references", "on_missing", "if_null")
+            raw,
+            where,
+            f"column '{target}'",
+            ("expr", "references", "on_missing", "if_null", "match_on", "take"),
         )
         expr = _expression(spec, node.get("expr"), spec.loc(node, "expr"))
         reference = None
@@ -175,7 +179,17 @@ def _column_rule(spec: _Spec, target: str, raw: object, where: Location) -> Colu
                 raise spec.fail(
                     spec.loc(node, "on_missing"), "on_missing must be 'quarantine' or 'null'"
                 )
-            reference = Reference(str(node["references"]), cast(OnMissing, on_missing))
+            match_on = node.get("match_on")
+            reference = Reference(
+                str(node["references"]),
+                cast(OnMissing, on_missing),
+                str(match_on) if match_on else None,
+                str(node.get("take") or "id"),
+            )
+        elif "match_on" in node or "take" in node:
+            raise spec.fail(
+                spec.loc(node), f"column '{target}' has 'match_on'/'take' but no 'references'"
+            )
         return ColumnRule(target, expr, reference, node.get("if_null"), where)
     return ColumnRule(target, _expression(spec, raw, where), None, None, where)
 
@@ -256,8 +270,26 @@ def _feed(spec: _Spec, raw: object, where: Location, *, primary: bool) -> Feed:
         raw,
         where,
         "a feed",
-        ("source", "key", "columns", "exclude_columns", "exclude_rows", "dedup", "on_missing"),
+        (
+            "source",
+            "key",
+            "id",
+            "columns",
+            "exclude_columns",
+            "exclude_rows",
+            "dedup",
+            "on_missing",
+        ),
     )
+    id_rule = None
+    if "id" in node:
+        id_rule = ColumnRule(
+            "id",
+            _expression(spec, node.get("id"), spec.loc(node, "id")),
+            None,
+            None,
+            spec.loc(node, "id"),
+        )
     source, table = _source_ref(spec, spec.text(node, "source", "a feed"), spec.loc(node, "source"))
     key = node.get("key")
     if not isinstance(key, list) or not key:
@@ -290,7 +322,7 @@ def _feed(spec: _Spec, raw: object, where: Location, *, primary: bool) -> Feed:
         source=source,
         table=table,
         key=tuple(str(k) for k in key),
-        primary=primary,
+        primary=primary or id_rule is not None,
         columns=columns,
         exclude_columns=tuple(excludes),
         exclude_rows=tuple(
@@ -299,17 +331,24 @@ def _feed(spec: _Spec, raw: object, where: Location, *, primary: bool) -> Feed:
         dedup=tuple(_dedup(spec, d, spec.loc(d)) for d in node.get("dedup") or []),
         on_missing=cast(OnMissing, on_missing),
         where=where,
+        id_rule=id_rule,
     )
 
 
-def _target(spec: _Spec, table: str, raw: object, where: Location) -> TargetMapping:
-    node = spec.mapping(raw, where, f"target {table}", ("id", "from"))
+def _feeds(spec: _Spec, table: str, node: _LineDict, *, owner: bool) -> tuple[Feed, ...]:
     feeds_node = node.get("from")
     if not isinstance(feeds_node, list) or not feeds_node:
         raise spec.fail(
             spec.loc(node), f"target {table} needs 'from:' with at least one source feed"
         )
-    feeds = tuple(_feed(spec, f, spec.loc(f), primary=i == 0) for i, f in enumerate(feeds_node))
+    return tuple(
+        _feed(spec, f, spec.loc(f), primary=owner and i == 0) for i, f in enumerate(feeds_node)
+    )
+
+
+def _target(spec: _Spec, table: str, raw: object, where: Location) -> TargetMapping:
+    node = spec.mapping(raw, where, f"target {table}", ("id", "from"))
+    feeds = _feeds(spec, table, node, owner=True)
     id_rule = ColumnRule(
         "id",
         _expression(spec, node.get("id"), spec.loc(node, "id")),
@@ -317,8 +356,15 @@ def _target(spec: _Spec, table: str, raw: object, where: Location) -> TargetMapp
         None,
         spec.loc(node, "id"),
     )
+    return _checked_target(spec, table, id_rule, feeds, where)
+
+
+def _checked_target(
+    spec: _Spec, table: str, id_rule: ColumnRule, feeds: tuple[Feed, ...], where: Location
+) -> TargetMapping:
     for feed in feeds:
-        missing = [c for c in id_rule.expr.source_columns() if c not in feed.key]
+        feed_id = feed.id_rule or id_rule
+        missing = [c for c in feed_id.expr.source_columns() if c not in feed.key]
         if missing:
             raise spec.fail(
                 feed.where,
@@ -359,6 +405,7 @@ def _order_by_references(targets: list[TargetMapping]) -> tuple[TargetMapping, .
 def load_mapping_texts(texts: Mapping[str, str]) -> MappingSet:
     """Load specs given as {file name: YAML text}; used by tests and by :func:`load_mappings`."""
     targets: list[TargetMapping] = []
+    extensions: list[tuple[_Spec, str, _LineDict, Location]] = []
     excluded: list[ExcludedTable] = []
     digest = hashlib.sha256()
     for file, text in sorted(texts.items()):
@@ -374,9 +421,16 @@ def load_mapping_texts(texts: Mapping[str, str]) -> MappingSet:
             doc, Location(file, 1), "a mapping file", ("targets", "excluded_tables")
         )
         for table, raw in (root.get("targets") or {}).items():
+            where = spec.loc(root["targets"], table)
+            if isinstance(raw, _LineDict) and "id" not in raw:
+                # No 'id:': the declaration adds feeds to a target whose id another file owns
+                # (the store's customers feeding rune.accounts).
+                node = spec.mapping(raw, where, f"target {table}", ("from",))
+                extensions.append((spec, table, node, where))
+                continue
             if any(t.table == table for t in targets):
-                raise spec.fail(spec.loc(root["targets"], table), f"target {table} is mapped twice")
-            targets.append(_target(spec, table, raw, spec.loc(root["targets"], table)))
+                raise spec.fail(where, f"target {table} is mapped twice")
+            targets.append(_target(spec, table, raw, where))
         ex_node = root.get("excluded_tables") or {}
         for ref, reason in ex_node.items():
             where = spec.loc(ex_node, ref)
@@ -384,6 +438,17 @@ def load_mapping_texts(texts: Mapping[str, str]) -> MappingSet:
             if not isinstance(reason, str) or not reason.strip():
                 raise spec.fail(where, f"excluded table {ref} needs a reason")
             excluded.append(ExcludedTable(source, table, reason.strip(), where))
+    for spec, table, node, where in extensions:
+        index = next((i for i, t in enumerate(targets) if t.table == table), None)
+        if index is None:
+            raise spec.fail(
+                where, f"target {table} has no 'id:' and no other spec declares it; add 'id: ...'"
+            )
+        base = targets[index]
+        added = _feeds(spec, table, node, owner=False)
+        targets[index] = _checked_target(
+            spec, table, base.id_rule, (*base.feeds, *added), base.where
+        )
     return MappingSet(
         targets=_order_by_references(targets),
         excluded_tables=tuple(excluded),

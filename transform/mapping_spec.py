@@ -81,10 +81,18 @@ Expr = Call | Column | Literal_
 
 @dataclass(frozen=True)
 class Reference:
-    """The column holds the id of a row in another target table."""
+    """The column holds the id of a row in another target table.
+
+    With ``match_on`` the expression's value is not an id but a value of that
+    target column (``shopify_customer_id``, ``sku``); the column then receives
+    the matched row's ``take`` column (its id unless stated), e.g. an order's
+    account is the account whose ``shopify_customer_id`` is the order's customer.
+    """
 
     table: str
     on_missing: OnMissing
+    match_on: str | None = None
+    take: str = "id"
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,12 @@ class Dedup:
 
 @dataclass(frozen=True)
 class Feed:
-    """One source table feeding a target table."""
+    """One source table feeding a target table.
+
+    A feed with its own ``id_rule`` owns the rows it writes (it is primary), e.g.
+    Shopify customers that no member matched become accounts keyed by the
+    customer id, beside the accounts keyed by the member id.
+    """
 
     source: str
     table: str
@@ -138,6 +151,7 @@ class Feed:
     dedup: tuple[Dedup, ...]
     on_missing: OnMissing
     where: Location
+    id_rule: ColumnRule | None = None
 
     @property
     def qualified(self) -> str:
@@ -146,6 +160,8 @@ class Feed:
     def used_columns(self) -> tuple[str, ...]:
         """Source columns the feed reads (key, expressions, filters, dedup order)."""
         seen: dict[str, None] = dict.fromkeys(self.key)
+        if self.id_rule is not None:
+            seen.update(dict.fromkeys(self.id_rule.expr.source_columns()))
         for rule in self.columns:
             seen.update(dict.fromkeys(rule.expr.source_columns()))
         for flt in self.exclude_rows:
