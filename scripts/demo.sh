@@ -15,14 +15,26 @@ $rs sandbox up
 step "2. The legacy world: tribot_forums + tribot_repo at scale $scale, every quirk included"
 $rs sample legacy --scale "$scale" --seed 42
 
-step "3. The Rune target schema and runeshift's control schema (Alembic)"
+step "3. The Shopify store: a local fake Admin API (GraphQL cost throttling, bulk operations), seeded from the legacy world"
+home="${RUNESHIFT_HOME:-.runeshift}"
+$rs sample shopify --scale "$scale" --seed 42
+fifo="$home/shopify.out"; rm -f "$fifo"
+.venv/bin/python -m services.fake_shopify --db "$home/shopify-store.db" --port 0 --token demo-token >"$fifo" 2>&1 &
+shop_pid=$!
+trap 'kill $shop_pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q listening "$fifo" 2>/dev/null && break; sleep 0.1; done
+export RUNESHIFT_SHOPIFY_BASE_URL="$(grep -o 'http://[0-9.:]*' "$fifo" | head -1)"
+export RUNESHIFT_SHOPIFY_TOKEN=demo-token RUNESHIFT_SHOPIFY_API_VERSION=2026-07
+echo "fake Shopify at $RUNESHIFT_SHOPIFY_BASE_URL (pid $shop_pid)"
+
+step "4. The Rune target schema and runeshift's control schema (Alembic)"
 $rs schema upgrade
 $rs schema current
 
-step "4. Does every legacy column have a rule? (schema-drift guard)"
+step "5. Does every legacy column have a rule? (schema-drift guard)"
 $rs mappings check
 
-step "5. Backfill: consistent snapshot -> Parquet staging -> mappings -> COPY"
+step "6. Backfill: consistent snapshot + Shopify bulk export -> Parquet staging -> mappings -> COPY"
 $rs backfill
 
 step "Done"
