@@ -115,7 +115,6 @@ def _sqlalchemy_url(pg_url: str) -> str:
 def run_quality_suites(pg_url: str) -> list[QualityResult]:
     """Validate every check against the target; a check that cannot run is a failed result."""
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     for name in ("great_expectations", "great_expectations.data_context.types.base"):
