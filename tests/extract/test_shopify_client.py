@@ -364,3 +364,42 @@ def test_rest_pages_follow_the_lowercase_link_header(fake_shop: FakeShop) -> Non
 )
 def test_parse_link_header(header: str) -> None:
     assert parse_link_header(header)["next"] == "https://s/a?page_info=n1"
+
+
+def test_without_throttle_status_throttled_answers_are_backed_off(
+    start_fake: Callable[..., FakeShop],
+) -> None:
+    # Some plans omit extensions.cost.throttleStatus; then only backoff is left.
+    shop = start_fake(bucket_size=200.0, restore_rate=200.0, report_throttle_status=False)
+    client = shop.client(retry=RetryPolicy(max_attempts=8, base_delay=0.2, max_delay=2.0))
+    query = (
+        "query($first: Int!) { orders(first: $first) { edges { node { id "
+        "lineItems(first: 5) { edges { node { id } } } } } } }"
+    )
+    for _ in range(4):
+        assert len(client.graphql(query, {"first": 20}).data["orders"]["edges"]) == 20
+    assert client.stats.throttled >= 1
+    assert client.stats.retries["THROTTLED"] == client.stats.throttled
+
+
+def test_rest_429_is_retried_after_retry_after(fake_shop: FakeShop) -> None:
+    slept: list[float] = []
+    client = fake_shop.client(sleep=slept.append)
+    fake_shop.fault("429", retry_after=2.0)
+    pages = list(client.rest_pages("products.json", {"limit": "50"}))
+    assert sum(len(p.body["products"]) for p in pages) == 12
+    assert max(slept) >= 2.0
+
+
+def test_client_from_settings_reads_url_token_and_pinned_version(
+    fake_shop: FakeShop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runeshift.settings import load_settings
+
+    monkeypatch.setenv("RUNESHIFT_SHOPIFY_BASE_URL", fake_shop.base_url)
+    monkeypatch.setenv("RUNESHIFT_SHOPIFY_TOKEN", TOKEN)
+    settings = load_settings()
+    client = ShopifyClient.from_settings(settings)
+    assert client.api_version == "2025-07"
+    assert client.graphql(SHOP_QUERY).data["shop"]["name"]
+    assert TOKEN not in repr(settings) and TOKEN not in repr(client.__dict__.get("_token_provider"))
