@@ -37,6 +37,9 @@ $rs mappings check
 step "6. Backfill: consistent snapshot + Shopify bulk export -> Parquet staging -> mappings -> COPY"
 $rs backfill
 
+step "7. Reconcile: the source read through the mappings against the target; quality suites; reports"
+$rs reconcile --report-dir "$home/reports" || echo "(reconcile reported differences; see the reports above)"
+
 step "Done"
 echo "Target: $($rs sandbox status --json | python3 -c 'import json,sys; print([s["url"] for s in json.load(sys.stdin)["servers"] if s["name"]=="postgres"][0].split("@")[-1])')"
 echo "Try:    $rs mappings show accounts    |    $rs config show    |    make clean"
