@@ -156,6 +156,8 @@ class _Dependant:
     target: TargetMapping
     feed: Feed
     column: str
+    target_column: str
+    on_missing: str
 
 
 class _DedupIndex:
@@ -213,7 +215,7 @@ class ChangeApplier:
                     if (feed.source, feed.table) not in self.decoders:
                         continue  # not a binlog source (Shopify has its own follower)
                     self._dependants.setdefault(ref.table, []).append(
-                        _Dependant(target, feed, cols[0])
+                        _Dependant(target, feed, cols[0], rule.target, ref.on_missing)
                     )
 
     # -- setup -----------------------------------------------------------------------------
@@ -373,6 +375,7 @@ class ChangeApplier:
         if gone:
             self.refs.leaving.setdefault(target.table, set()).update(gone)
             self._rederive_dependants(target, feed, gone_keys, stats, depth)
+            self._purge_stale_dependants(target.table, gone, stats)
             self.conn.execute(
                 sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(_ident(target.table)),
                 (_params(kind, gone),),
@@ -557,6 +560,45 @@ class ChangeApplier:
                 stats,
                 depth=depth + 1,
             )
+
+    def _purge_stale_dependants(self, table: str, ids: Sequence[str], stats: ApplyStats) -> None:
+        """Target rows still pointing at ``ids`` after re-derivation are stale.
+
+        Their source rows no longer reference these parents (renumbered, moved or deleted
+        after the stream position), and the events that say so are still ahead in the
+        stream and will re-create them as they should be. Until then they are removed
+        (quarantine references) or unlinked (NULL references), children first, so the
+        parent's delete cannot violate a foreign key.
+        """
+        kind = self._id_kinds[table]
+        for dep in self._dependants.get(table, []):
+            child = dep.target.table
+            column = sql.Identifier(dep.target_column)
+            if dep.on_missing == "null":
+                self.conn.execute(
+                    sql.SQL("UPDATE {} SET {} = NULL WHERE {} = ANY(%s)").format(
+                        _ident(child), column, column
+                    ),
+                    (_params(kind, ids),),
+                )
+                continue
+            stale = [
+                r[0]
+                for r in self.conn.execute(
+                    sql.SQL("SELECT id::text FROM {} WHERE {} = ANY(%s)").format(
+                        _ident(child), column
+                    ),
+                    (_params(kind, ids),),
+                ).fetchall()
+            ]
+            if not stale:
+                continue
+            self._purge_stale_dependants(child, stale, stats)
+            self.conn.execute(
+                sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(_ident(child)),
+                (_params(self._id_kinds[child], stale),),
+            )
+            stats.deleted += len(stale)
 
     def _dedup_groups(
         self,

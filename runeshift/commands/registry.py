@@ -34,4 +34,9 @@ def register_all(app: typer.Typer) -> None:
     app.command("reconcile", help="Compare source (through the mappings) and target; reports.")(
         reconcile_cmd.reconcile
     )
+    from runeshift.commands import sync_cmd
+
+    app.add_typer(
+        sync_cmd.app, name="sync", help="Follow the legacy binlogs into Rune; 'sync status'."
+    )
     return None

@@ -105,3 +105,43 @@ def shopify(
             rows,
         )
     )
+
+
+@app.command("traffic")
+def traffic(
+    rate: float = typer.Option(100.0, "--rate", min=1.0, help="Row writes per second."),
+    seconds: float = typer.Option(
+        0.0, "--seconds", min=0.0, help="Stop after this long (0: until Ctrl-C/SIGTERM)."
+    ),
+    seed: int = typer.Option(1, "--seed", help="Same seed, same sequence of actions."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Write realistic legacy changes (signups, bans, uploads, licenses, ...) at a steady rate."""
+    import signal
+    import threading
+
+    from runeshift.sample.legacy_traffic import LegacyTraffic
+
+    settings = load_settings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    generator = LegacyTraffic(
+        settings.require("forums_url"), settings.require("repo_url"), seed=seed
+    )
+    try:
+        summary = generator.run(rate, seconds=seconds or None, stop=stop)
+    finally:
+        generator.close()
+    if as_json:
+        print_json(summary.as_dict())
+        return
+    rows = sorted(summary.actions.items())
+    out.print(
+        table(
+            f"Legacy traffic: {summary.writes:,} writes in {summary.seconds:.1f} s "
+            f"({summary.writes_per_second:,.0f}/s)",
+            ["action", "count"],
+            rows,
+        )
+    )

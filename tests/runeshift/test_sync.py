@@ -82,11 +82,17 @@ def differences(pg_a: str, pg_b: str) -> dict[str, list]:
                     }
                 )
         a, b = rows
-        diff = [
-            (i, a.get(i), b.get(i))
-            for i in sorted(set(a) | set(b), key=str)
-            if a.get(i) != b.get(i)
-        ]
+        diff = []
+        for i in sorted(set(a) | set(b), key=str):
+            ra, rb = a.get(i), b.get(i)
+            if ra == rb:
+                continue
+            if ra is None or rb is None:
+                diff.append((str(i), "only in " + ("reference" if ra is None else "target")))
+            else:
+                diff.append(
+                    (str(i), {c: (x, y) for c, x, y in zip(cols, ra, rb, strict=True) if x != y})
+                )
         if diff:
             found[target.table] = diff[:3]
     return found
