@@ -166,3 +166,73 @@ def test_catch_up_refuses_to_start_while_the_bulk_export_is_unfinished(fake_shop
     )
     with pytest.raises(ConfigError, match="not finished"):
         list(run_incremental(fake_shop.client(), "orders", None, checkpoints=checkpoints))
+
+
+CHILD = """
+import sys, time
+from datetime import datetime, timedelta
+from extract.shopify_checkpoints import ShopifyCheckpointStore
+from extract.shopify_client import ShopifyClient
+from extract.shopify_incremental import run_incremental
+base_url, token, pg_url, since = sys.argv[1:5]
+client = ShopifyClient(base_url, lambda: token)
+start = datetime.fromisoformat(since)
+store = ShopifyCheckpointStore(pg_url)
+for batch in run_incremental(client, "customers", start, timedelta(0), checkpoints=store):
+    time.sleep(0.3)  # a slow consumer
+"""
+
+
+def test_kill_9_mid_window_resumes_from_the_stored_high_water_mark(
+    start_fake: Callable[..., FakeShop], pg_url: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from extract.shopify_checkpoints import ShopifyCheckpointStore
+    from load.target_schema import upgrade
+    from tests.extract.test_shopify_client import TOKEN
+
+    upgrade(pg_url)
+    shop = start_fake(bucket_size=60.0, restore_rate=1000.0)  # pages of a few records
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    for k, customer in enumerate(range(1000, 1025)):
+        mutate(shop, "customers", customer, updated_at=stamp(start + timedelta(minutes=k + 1)))
+    store = ShopifyCheckpointStore(pg_url)
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, shop.base_url, TOKEN, pg_url, start.isoformat()],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while parse(
+            (store.load("customers") or StreamPosition(phase="incremental")).since or stamp(start)
+        ) < start + timedelta(minutes=5):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child.kill()
+    finally:
+        child.wait(timeout=10)
+    stored = store.load("customers")
+    assert stored is not None and stored.since is not None
+    resumed = [
+        r
+        for b in run_incremental(shop.client(), "customers", None, timedelta(0), checkpoints=store)
+        for r in b.records
+    ]
+    # Everything at or after the high-water mark is read again; nothing before it is lost.
+    expected = {
+        f"gid://shopify/Customer/{1000 + k}"
+        for k in range(25)
+        if start + timedelta(minutes=k + 1) >= parse(stored.since)
+    }
+    assert {r.id for r in resumed} == expected
+    assert len(expected) < 25
+    final = store.load("customers")
+    assert final is not None and final.since == final.window_end
