@@ -403,3 +403,16 @@ def test_client_from_settings_reads_url_token_and_pinned_version(
     assert client.api_version == "2025-07"
     assert client.graphql(SHOP_QUERY).data["shop"]["name"]
     assert TOKEN not in repr(settings) and TOKEN not in repr(client.__dict__.get("_token_provider"))
+
+
+def test_expired_token_is_renewed_through_the_client_credentials_grant(fake_shop: FakeShop) -> None:
+    from extract.shopify_token_provider import ClientCredentialsTokenProvider
+    from runeshift.secrets import Secret
+
+    provider = ClientCredentialsTokenProvider(fake_shop.base_url, "runeshift-app", Secret("s3cret"))
+    client = ShopifyClient(fake_shop.base_url, provider)
+    assert client.graphql(SHOP_QUERY).data["shop"]
+    fake_shop.control("POST", "rotate-token", {"token": "shpat_next_day_0004"})  # 24 h later
+    assert client.graphql(SHOP_QUERY).data["shop"]
+    assert provider.grants == 2 and client.stats.token_refreshes == 1
+    assert [r["status"] for r in fake_shop.requests()] == [200, 401, 200]
