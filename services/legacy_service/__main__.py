@@ -8,6 +8,7 @@ holding the request ids (default ``runeshift_standin``, created on the repo serv
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from services.legacy_service.legacy_store import LegacyStore
@@ -19,8 +20,16 @@ from services.rune_service.write_fence import DEFAULT_BUDGET_S
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m services.legacy_service", description=__doc__)
-    p.add_argument("--forums-url", required=True)
-    p.add_argument("--repo-url", required=True)
+    p.add_argument(
+        "--forums-url",
+        default=os.environ.get("RUNESHIFT_FORUMS_URL"),
+        help="default: $RUNESHIFT_FORUMS_URL",
+    )
+    p.add_argument(
+        "--repo-url",
+        default=os.environ.get("RUNESHIFT_REPO_URL"),
+        help="default: $RUNESHIFT_REPO_URL",
+    )
     p.add_argument("--ledger-db", default=DEFAULT_LEDGER_DB)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
@@ -32,7 +41,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.forums_url or not args.repo_url:
+        parser.error(
+            "--forums-url and --repo-url (or $RUNESHIFT_FORUMS_URL/_REPO_URL) are required"
+        )
     store = LegacyStore(args.forums_url, args.repo_url, ledger_db=args.ledger_db)
     server = ServiceServer(
         store,

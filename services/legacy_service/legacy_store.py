@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 from zoneinfo import ZoneInfo
 
 import pymysql
@@ -47,7 +47,7 @@ NY = ZoneInfo("America/New_York")
 ZERO_DATE = "0000-00-00 00:00:00"
 _DUPLICATE_KEY = 1062
 
-Conn = pymysql.connections.Connection[Any]
+Conn: TypeAlias = "pymysql.connections.Connection[Any]"
 
 
 def ny_now() -> datetime:

@@ -9,6 +9,7 @@ stand-in applied (see ``rune_store``).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -21,19 +22,30 @@ from services.rune_service.write_fence import DEFAULT_BUDGET_S
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m services.rune_service", description=__doc__)
-    p.add_argument("--postgres-url", required=True)
+    p.add_argument(
+        "--postgres-url",
+        default=os.environ.get("RUNESHIFT_POSTGRES_URL"),
+        help="default: $RUNESHIFT_POSTGRES_URL",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--admin-port", type=int, default=0)
     p.add_argument(
         "--fence-budget", type=float, default=DEFAULT_BUDGET_S, help="seconds a held write may wait"
     )
-    p.add_argument("--legacy-ledger-url", default=None, help="the stand-in's ledger database URL")
+    p.add_argument(
+        "--legacy-ledger-url",
+        default=os.environ.get("RUNESHIFT_STANDIN_LEDGER_URL"),
+        help="the stand-in's ledger database URL (default: $RUNESHIFT_STANDIN_LEDGER_URL)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.postgres_url:
+        parser.error("--postgres-url (or $RUNESHIFT_POSTGRES_URL) is required")
     ledger = None
     if args.legacy_ledger_url:
         from services.legacy_service.standin_ledger import StandinLedger
