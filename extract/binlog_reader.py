@@ -17,6 +17,7 @@ are skipped before decoding, which is most of the cost.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -195,10 +196,8 @@ class BinlogReader:
                 self.reconnects += 1
                 time.sleep(self._reconnect_delay)
             finally:
-                try:
+                with contextlib.suppress(Exception):
                     stream.close()
-                except Exception:
-                    pass
 
     def _read(self, stream: Any, start: BinlogPosition) -> Iterator[BinlogTransaction]:
         from pymysqlreplication.event import (

@@ -52,7 +52,7 @@ def install_raw_strings() -> None:
 
     Idempotent; the binlog reader calls it before opening a stream.
     """
-    row_event.RowsEvent.charset_to_encoding = staticmethod(_latin1)  # type: ignore[method-assign]
+    row_event.RowsEvent.charset_to_encoding = staticmethod(_latin1)
 
 
 def _text_bytes(value: str | bytes) -> bytes:
@@ -139,9 +139,6 @@ class RowDecoder:
 
     def batch(self, rows: Sequence[RawRow]) -> pa.RecordBatch:
         """The raw rows as one Arrow batch, converted exactly as the snapshot reader does."""
-        if rows:
-            transposed = list(zip(*rows, strict=True))
-        else:
-            transposed = [() for _ in self.columns]
+        transposed = list(zip(*rows, strict=True)) if rows else [() for _ in self.columns]
         arrays = [column_to_arrow(c, transposed[i]) for i, c in enumerate(self.columns)]
         return pa.RecordBatch.from_arrays(arrays, names=list(self.names))

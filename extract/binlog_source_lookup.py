@@ -14,6 +14,7 @@ so they merge with decoded binlog rows and convert to Arrow the same way.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -84,10 +85,8 @@ class SourceLookup:
 
     def close(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:
-                pass
             self._conn = None
 
 

@@ -48,9 +48,9 @@ from load import copy_writer
 from runeshift import control_store
 from transform.mapping_dedup import plan_dedup
 from transform.mapping_engine import (
-    _Evaluation,  # the one expression evaluator; mapping_dedup uses it the same way
     MappedBatch,
     QuarantinedRow,
+    _Evaluation,  # the one expression evaluator; mapping_dedup uses it the same way
     map_batch,
     source_key_array,
 )
@@ -203,7 +203,7 @@ class ChangeApplier:
         self._dependants: dict[str, list[_Dependant]] = {}
         self._dedup: dict[tuple[FeedId, str], _DedupIndex] = {}
         self.refs = _LiveReferences(conn, self._id_kinds)
-        self._retry: dict[FeedId, set[Key]] = {}
+        self._retry: dict[FeedId, set[Key]] = {}  # rejected by the target; retried every batch
         self.paused: set[tuple[str, str]] = set()
         for target in mappings.targets:
             for feed in target.feeds:
@@ -238,6 +238,15 @@ class ChangeApplier:
                     continue
                 for rule in feed.dedup:
                     self._build_dedup(target, feed, rule)
+        # Rows the target rejected earlier (maybe by an earlier follower) are retried too.
+        for table, source, source_table, key in self.conn.execute(
+            "SELECT target_table, source, source_table, source_key FROM runeshift.quarantine "
+            "WHERE rule = 'rejected_by_target' AND resolved_at IS NULL"
+        ).fetchall():
+            if (source, source_table) in self.decoders:
+                self._retry.setdefault((table, source, source_table), set()).add(
+                    tuple(part.encode() for part in key.split("|"))
+                )
 
     def _feed_id(self, target: TargetMapping, feed: Feed) -> FeedId:
         return (target.table, feed.source, feed.table)
@@ -278,11 +287,26 @@ class ChangeApplier:
         return stats
 
     def _retry_rejected(self, stats: ApplyStats) -> None:
+        """Re-apply rejected rows from the current source after everything else in the batch.
+
+        A unique-index rejection is usually a stale row elsewhere in the target whose fix is
+        still ahead in the stream; so rejected rows stay on the list (and in quarantine) and
+        are tried again after every batch until they land or their source row is gone.
+        """
         retry, self._retry = self._retry, {}
         for (table, source, source_table), keys in retry.items():
             target = self.mappings.target(table)
             feed = next(f for f in target.feeds if f.source == source and f.table == source_table)
             rows = self._reread(feed, keys)
+            gone = [_key_text(k) for k in keys if k not in rows]
+            if gone:
+                control_store.resolve_quarantine(
+                    self.conn,
+                    source=source,
+                    source_table=source_table,
+                    target_table=table,
+                    keys=gone,
+                )
             self._apply_feed(target, feed, rows, {}, stats, depth=0, retrying=True)
 
     def _reread(self, feed: Feed, keys: Iterable[Key]) -> dict[Key, RawRow]:
@@ -385,7 +409,21 @@ class ChangeApplier:
         if mapped.rows.num_rows:
             rejected_keys = self._upsert(target, feed, mapped, quarantined)
             stats.upserted += mapped.rows.num_rows - len(rejected_keys)
-        if rejected_keys and not retrying:
+        if rejected_keys:
+            # A fresh backfill would not hold a rejected row either: its old version leaves.
+            id_of = dict(zip(mapped.source_keys.to_pylist(), good_ids, strict=True))
+            stale = [(k, id_of[k]) for k in rejected_keys if id_of[k] in before]
+            if stale:
+                ids = [i for _, i in stale]
+                self.refs.leaving.setdefault(target.table, set()).update(ids)
+                self._rederive_dependants(target, feed, [k for k, _ in stale], stats, depth)
+                self._purge_stale_dependants(target.table, ids, stats)
+                self.conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(_ident(target.table)),
+                    (_params(kind, ids),),
+                )
+                stats.deleted += len(ids)
+        if rejected_keys:
             self._retry.setdefault(fid, set()).update(keys_of[k] for k in rejected_keys)
         if quarantined:
             stats.quarantined += control_store.quarantine_rows(

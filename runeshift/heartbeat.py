@@ -17,6 +17,7 @@ kept across a crash: a restarted follower starts a new sequence.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -80,7 +81,7 @@ class HeartbeatWriter:
                         "ON DUPLICATE KEY UPDATE seq = VALUES(seq), written_at = VALUES(written_at)",
                         (seq,),
                     )
-            except Exception:  # noqa: BLE001 - a source being down must not stop the follower
+            except Exception:
                 self.errors += 1
                 self._drop(source)
         return seq
@@ -88,10 +89,8 @@ class HeartbeatWriter:
     def _drop(self, source: str) -> None:
         conn = self._conns.pop(source, None)
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
 
     def written_at(self, seq: int) -> float | None:
         """Monotonic time this writer wrote ``seq``, or None for another run's number."""

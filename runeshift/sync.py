@@ -230,7 +230,7 @@ class _SourceFollower:
                         self.decoders[change.table] = RowDecoder(schema[change.table], old.names)
                         self.reader.decoders[change.table] = self.decoders[change.table]
                 self._put((txn, pauses))
-        except BaseException as exc:  # noqa: BLE001 - handed to the applier thread, which raises it
+        except BaseException as exc:
             error = exc
         finally:
             lookup.close()
@@ -484,7 +484,7 @@ def _apply_batch(
         written = heart.written_at(seq)
         if written is not None:
             lags[source] = now - written
-    for source, (changes, txns) in per_source.items():
+    for source, (n_changes, n_txns) in per_source.items():
         conn.execute(
             "INSERT INTO runeshift.sync_state (source, heartbeat_seq, heartbeat_lag_ms, heartbeat_applied_at, "
             "changes_applied, transactions_applied, follower, updated_at) VALUES (%s,%s,%s,"
@@ -501,8 +501,8 @@ def _apply_batch(
                 seen_seq.get(source),
                 lags[source] * 1000 if source in lags else None,
                 seen_seq.get(source),
-                changes,
-                txns,
+                n_changes,
+                n_txns,
                 f"{socket.gethostname()}:{os.getpid()}",
             ),
         )
@@ -671,11 +671,11 @@ def sync_status(settings: Settings) -> SyncStatus:
 
 __all__ = [
     "SHOPIFY_HOOK",
+    "FatalError",
+    "RuneshiftError",
     "SyncOptions",
     "SyncResult",
     "SyncStatus",
-    "RuneshiftError",
-    "FatalError",
     "run_sync",
     "sync_status",
 ]

@@ -259,7 +259,7 @@ class LegacyTraffic:
         group = self.rng.choice(self.groups or [3])
         f.execute(
             "UPDATE core_groups SET g_title = %s WHERE g_id = %s",
-            (f"Group {self.rng.randrange(1000)}", group),
+            (f"Group {group} v{self.rng.randrange(1000)}", group),  # role keys must stay unique
         )
         return 1
 

@@ -132,7 +132,7 @@ def test_kill_9_and_sigterm_then_restart_converge(world_and_target, pg_server_ur
 
 
 def test_standby_takes_over_when_the_active_follower_dies(world_and_target, tmp_path):
-    world, target, settings = world_and_target
+    world, target, _settings = world_and_target
     env = _env(world, target, tmp_path)
     first = _spawn(env)
     _wait(lambda: len(_state(target)) == 2, what="the first follower to apply")
@@ -190,7 +190,7 @@ def test_mariadb_restart_mid_stream_reconnects_and_resumes(
 
 
 def test_purged_binlog_is_refused_with_the_remedy(world_and_target, mysql_url):
-    world, target, settings = world_and_target
+    _world, _target, settings = world_and_target
     conn = mysql_connect(mysql_url)
     with conn.cursor() as cur:
         cur.execute("FLUSH BINARY LOGS")
