@@ -39,4 +39,7 @@ def register_all(app: typer.Typer) -> None:
     app.add_typer(
         sync_cmd.app, name="sync", help="Follow the legacy binlogs into Rune; 'sync status'."
     )
+    from runeshift.commands import cutover_cmd
+
+    app.add_typer(cutover_cmd.app, name="cutover", help="The staged, journaled switch to Rune.")
     return None
