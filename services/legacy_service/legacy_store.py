@@ -113,6 +113,8 @@ class LegacyStore:
             size=pool_size,
             broken=(pymysql.Error,),
         )
+        self._forums.warm(4)
+        self._repo.warm(4)
 
     def close(self) -> None:
         self._forums.close()

@@ -6,8 +6,11 @@ non-zero weight (``runtime_client`` moves it). Weight 0 is HAProxy's drain: the 
 no new requests but keeps its established ones, and its health check keeps running, so a
 switch never cuts a request in flight.
 
-Health checks ask ``GET /ready`` every ``check_interval_ms``. A server that fails them is
-taken out of its backend; there is deliberately no fallback to the other system (a write
+Health checks ask ``GET /ready`` every ``check_interval_ms`` and allow ``check_timeout_ms``
+for the answer; three failures in a row take a server out of its backend. (With HAProxy's
+default, a check times out after ``inter``: at 500 ms a burst of load that made the stand-in
+open a dozen new MySQL connections at once marked it DOWN and turned a healthy second into
+503s.) there is deliberately no fallback to the other system (a write
 must never land on a side the cutover has not opened), so a backend whose routed server is
 down answers 503 until it is back.
 
@@ -37,7 +40,8 @@ class ProxyConfig:
     rune_port: int
     reads_to: ServerName = "legacy"
     writes_to: ServerName = "legacy"
-    check_interval_ms: int = 500
+    check_interval_ms: int = 1000
+    check_timeout_ms: int = 5000
     server_timeout_s: float = 120.0
     host: str = "127.0.0.1"
 
@@ -79,7 +83,8 @@ def render_config(config: ProxyConfig) -> str:
             "    balance roundrobin",
             "    option httpchk GET /ready",
             "    http-check expect status 200",
-            f"    default-server inter {config.check_interval_ms}ms fall 2 rise 1",
+            f"    timeout check {config.check_timeout_ms}ms",
+            f"    default-server inter {config.check_interval_ms}ms fall 3 rise 2",
         ]
         for server in SERVERS:
             weight = ROUTED_WEIGHT if server == routed else 0

@@ -52,6 +52,12 @@ class ConnectionPool(Generic[C]):
         else:
             self._release(conn)
 
+    def warm(self, count: int) -> None:
+        """Open ``count`` connections now, so the first burst of requests does not pay for them."""
+        fresh = [self._factory() for _ in range(min(count, self._size))]
+        for conn in fresh:
+            self._release(conn)
+
     def _release(self, conn: C) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < self._size:

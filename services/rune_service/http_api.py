@@ -134,6 +134,8 @@ class _PublicHandler(_Handler):
     def _guarded(self, action: Any) -> None:
         try:
             action()
+        except ConnectionError:  # the client (or the proxy's health check) went away
+            self.close_connection = True
         except ApiError as exc:
             self._send(exc.status, {"error": exc.message})
         except FenceExpired as exc:

@@ -88,6 +88,7 @@ class RuneStore:
             size=pool_size,
             broken=(psycopg.Error,),
         )
+        self._pool.warm(4)
 
     def close(self) -> None:
         self._pool.close()
