@@ -29,6 +29,7 @@ from transform.mapping_spec import (
     ExcludedTable,
     Expr,
     Feed,
+    FeedReverse,
     FilterOp,
     Literal_,
     Location,
@@ -279,6 +280,7 @@ def _feed(spec: _Spec, raw: object, where: Location, *, primary: bool) -> Feed:
             "exclude_rows",
             "dedup",
             "on_missing",
+            "reverse",
         ),
     )
     id_rule = None
@@ -332,6 +334,42 @@ def _feed(spec: _Spec, raw: object, where: Location, *, primary: bool) -> Feed:
         on_missing=cast(OnMissing, on_missing),
         where=where,
         id_rule=id_rule,
+        reverse=_reverse(spec, node["reverse"], spec.loc(node, "reverse"))
+        if "reverse" in node
+        else None,
+    )
+
+
+def _reverse(spec: _Spec, raw: object, where: Location) -> FeedReverse:
+    """A feed's optional ``reverse:`` section (see :class:`FeedReverse`)."""
+    node = spec.mapping(raw, where, "'reverse'", ("columns", "skip", "one_way"))
+    columns_node = node.get("columns") or _LineDict()
+    if not isinstance(columns_node, _LineDict):
+        raise spec.fail(
+            spec.loc(node, "columns"),
+            "'reverse: columns:' must map source columns to expressions over target columns",
+        )
+    skip_node = node.get("skip") or _LineDict()
+    skips: list[tuple[str, str]] = []
+    for column, reason in skip_node.items():
+        if not isinstance(reason, str) or not reason.strip():
+            raise spec.fail(
+                spec.loc(skip_node, column),
+                f"'reverse: skip:' column {column} needs a reason: '{column}: why changes to it "
+                "are not written back'",
+            )
+        skips.append((str(column), reason.strip()))
+    one_way = node.get("one_way")
+    if one_way is not None and (not isinstance(one_way, str) or not one_way.strip()):
+        raise spec.fail(spec.loc(node, "one_way"), "'one_way' needs a reason (a non-empty text)")
+    return FeedReverse(
+        columns=tuple(
+            (str(col), _expression(spec, text, spec.loc(columns_node, col)))
+            for col, text in columns_node.items()
+        ),
+        skip=tuple(skips),
+        one_way=one_way.strip() if isinstance(one_way, str) else None,
+        where=where,
     )
 
 

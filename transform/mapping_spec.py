@@ -133,6 +133,24 @@ class Dedup:
 
 
 @dataclass(frozen=True)
+class FeedReverse:
+    """How target rows are written back to this feed's source table (reverse replication).
+
+    Most source columns are recovered by inverting the forward expression with the
+    transforms' declared inverses (``transform/mapping_inverse.py``); this section adds
+    what cannot be derived: ``columns`` maps a source column to an expression over *target*
+    columns (``temp_ban: ban_to_temp_ban(ban_state, banned_until)``), ``skip`` names
+    target columns deliberately not written back (with the reason), and ``one_way`` marks a
+    feed that is never replicated back (the Shopify store is being switched off).
+    """
+
+    columns: tuple[tuple[str, Expr], ...] = ()
+    skip: tuple[tuple[str, str], ...] = ()
+    one_way: str | None = None
+    where: Location | None = None
+
+
+@dataclass(frozen=True)
 class Feed:
     """One source table feeding a target table.
 
@@ -152,6 +170,7 @@ class Feed:
     on_missing: OnMissing
     where: Location
     id_rule: ColumnRule | None = None
+    reverse: FeedReverse | None = None
 
     @property
     def qualified(self) -> str:

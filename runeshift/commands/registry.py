@@ -39,6 +39,11 @@ def register_all(app: typer.Typer) -> None:
     app.add_typer(
         sync_cmd.app, name="sync", help="Follow the legacy binlogs into Rune; 'sync status'."
     )
+    from runeshift.commands import reverse_cmd
+
+    app.add_typer(
+        reverse_cmd.app, name="reverse", help="Write Rune's changes back to legacy (soak)."
+    )
     from runeshift.commands import cutover_cmd
 
     app.add_typer(cutover_cmd.app, name="cutover", help="The staged, journaled switch to Rune.")

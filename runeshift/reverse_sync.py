@@ -1,0 +1,620 @@
+"""The reverse follower: Rune (PostgreSQL) changes -> the inverse mappings -> legacy MySQL.
+
+Design note (decision 0005). After the write switch, every committed Rune transaction on a
+reversible table is read from the ``runeshift_reverse`` logical replication slot
+(``extract/logical_decoding_reader.py``), turned back into legacy rows by the inverse of
+the mappings (``transform/mapping_inverse.py``) and written by
+``load/legacy_writer.py``. What it tracks: per legacy server, the commit LSN of the last
+Rune transaction applied, in ``runeshift_state.runeshift_reverse_position``, committed in
+the same MySQL transaction as the rows it describes. The slot is advanced only after that
+commit. After a crash at any point, the restart peeks again from the slot, skips every
+transaction at or below the stored LSN and applies the rest: each Rune transaction is
+applied exactly once (and the writes are absolute, so even a MyISAM table written before
+a crash converges).
+
+Who calls it: ``runeshift reverse run|drain|status|verify|prepare|stop`` and, in process,
+the cutover's soak stage and the drill through :class:`ReverseFollower`. One follower is
+active at a time (a PostgreSQL advisory lock); a second waits.
+
+No echo: a Rune transaction that also wrote ``runeshift.source_positions`` was applied by
+the forward follower (legacy -> Rune) and is never written back. The forward follower,
+symmetrically, must skip binlog transactions that write
+``runeshift_state.runeshift_reverse_position`` (every transaction of this writer does).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pymysql
+from psycopg import sql
+
+from extract.logical_decoding_reader import (
+    DecodedTransaction,
+    LogicalDecodingReader,
+    RowEvent,
+    lsn_text,
+    rows_to_arrow,
+)
+from load.legacy_writer import LegacyWriter, ReversePosition
+from runeshift.connections import parse_mysql_url, pg_connect
+from runeshift.errors import ConfigError, FatalError
+from runeshift.settings import Settings
+from transform.mapping_inverse import (
+    InverseFeed,
+    InverseMapping,
+    ReverseRows,
+    build_inverse,
+    changed_source_columns,
+    invert_rows,
+)
+from transform.mapping_loader import load_mappings
+from transform.mapping_spec import MappingSet
+
+SLOT = "runeshift_reverse"
+PUBLICATION = "runeshift_reverse"
+REVERSE_LOCK = 0x52554E45_0008  # pg advisory lock key: one reverse follower per target
+# The forward follower's checkpoint table: a Rune transaction writing it came from legacy.
+ECHO_TABLE = "runeshift.source_positions"
+SOURCES = (("forums", "forums_url"), ("repo", "repo_url"))
+
+
+@dataclass(frozen=True)
+class ReverseOptions:
+    until_caught_up: bool = False
+    max_changes: int = 5_000
+    poll_seconds: float = 0.2
+    timeout_seconds: float | None = None
+    lock_wait_seconds: float = 30.0
+
+
+@dataclass
+class ReverseResult:
+    status: str
+    caught_up: bool
+    position: str
+    transactions_applied: int
+    changes_applied: int
+    echo_transactions_skipped: int
+    rows_quarantined: int
+    one_way_changes: int
+    lag_seconds: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in vars(self).items()}
+
+
+@dataclass
+class ReverseStatus:
+    prepared: bool
+    position: str | None
+    slot_position: str | None
+    wal_position: str | None
+    lag_bytes: int | None
+    lag_seconds: float | None
+    pending_transactions: int
+    transactions_applied: int
+    changes_applied: int
+    rows_quarantined: int
+    recent_quarantine: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class ReversePrepared:
+    slot: str
+    publication: str
+    tables: tuple[str, ...]
+    one_way_tables: tuple[str, ...]
+    position: str
+
+
+def reversible_targets(mappings: MappingSet) -> list[InverseMapping]:
+    """Targets with at least one feed written back (the Shopify-only ones are one-way)."""
+    out = []
+    for target in mappings.targets:
+        inverse = build_inverse(target)
+        if any(f.reversible for f in inverse.feeds):
+            out.append(inverse)
+    return out
+
+
+def _writers(settings: Settings) -> list[LegacyWriter]:
+    """One writer per legacy server; forums and repo on one server share a transaction."""
+    by_server: dict[str, dict[str, str]] = {}
+    urls: dict[str, str] = {}
+    for source, setting in SOURCES:
+        url = settings.require(setting)
+        target = parse_mysql_url(url)
+        if not target.database:
+            raise ConfigError(f"setting '{setting}' must name the database")
+        server = url[: url.rfind("/") + 1]
+        key = f"{target.host}:{target.port}"
+        urls[key] = server
+        by_server.setdefault(key, {})[source] = target.database
+    return [LegacyWriter(urls[k], dbs) for k, dbs in sorted(by_server.items())]
+
+
+def prepare_reverse(settings: Settings, mappings: MappingSet | None = None) -> ReversePrepared:
+    """Create the publication, the slot and the legacy-side state (idempotent).
+
+    Call it at the write switch, after writes to legacy are held and the forward follower
+    has drained, and before writes open on Rune: the slot's start is then exactly the
+    first Rune-side write.
+    """
+    mappings = mappings or load_mappings()
+    inverses = reversible_targets(mappings)
+    tables = tuple(i.table for i in inverses)
+    with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
+        reader = LogicalDecodingReader(conn, SLOT, PUBLICATION)
+        lsn = reader.create([*tables, ECHO_TABLE])
+    for writer in _writers(settings):
+        try:
+            writer.ensure_state()
+            writer.start_position(SLOT, lsn)
+        finally:
+            writer.close()
+    one_way = tuple(t.table for t in mappings.targets if t.table not in tables)
+    return ReversePrepared(SLOT, PUBLICATION, tables, one_way, lsn_text(lsn))
+
+
+def finish_reverse(settings: Settings) -> ReverseStatus:
+    """Stop the reverse stream for good (the ``complete`` stage): drop slot and publication.
+
+    The legacy-side position row is kept (it records where the stream ended).
+    """
+    status = reverse_status(settings)
+    with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
+        LogicalDecodingReader(conn, SLOT, PUBLICATION).drop()
+    return status
+
+
+class _KeyResolver:
+    """Legacy keys of referenced Rune rows: from the stream first, then from PostgreSQL."""
+
+    def __init__(self, conn: psycopg.Connection[Any], inverses: Mapping[str, InverseMapping]):
+        self.conn = conn
+        self.holders = {t: inv.primary.key[0][1] for t, inv in inverses.items() if inv.primary.key}
+        self.seen: dict[str, dict[str, Any]] = {}
+
+    def remember(self, table: str, row: Mapping[str, Any] | None) -> None:
+        holder = self.holders.get(table)
+        if row is None or holder is None:
+            return
+        if row.get("id") is not None and row.get(holder) is not None:
+            self.seen.setdefault(table, {})[str(row["id"])] = row[holder]
+
+    def __call__(self, table: str, ids: Sequence[str | None]) -> list[Any]:
+        holder = self.holders.get(table)
+        if holder is None:
+            return [None] * len(ids)
+        known = self.seen.setdefault(table, {})
+        missing = sorted({i for i in ids if i is not None and i not in known})
+        if missing:
+            schema, name = table.split(".", 1)
+            rows = self.conn.execute(
+                sql.SQL("SELECT id::text, {} FROM {} WHERE id::text = ANY(%s)").format(
+                    sql.Identifier(holder), sql.Identifier(schema, name)
+                ),
+                (missing,),
+            ).fetchall()
+            self.conn.rollback()
+            for rid, legacy in rows:
+                if legacy is not None:
+                    known[str(rid)] = legacy
+        return [None if i is None else known.get(i) for i in ids]
+
+
+@dataclass
+class _Counts:
+    transactions: int = 0
+    changes: int = 0
+    echo: int = 0
+    quarantined: int = 0
+    one_way: int = 0
+
+
+class _Applier:
+    """Applies decoded Rune transactions through one legacy writer."""
+
+    def __init__(
+        self,
+        writer: LegacyWriter,
+        inverses: Mapping[str, InverseMapping],
+        reader: LogicalDecodingReader,
+        resolve: _KeyResolver,
+    ) -> None:
+        self.writer = writer
+        self.inverses = inverses
+        self.reader = reader
+        self.resolve = resolve
+
+    def feeds(self, table: str) -> list[InverseFeed]:
+        inv = self.inverses.get(table)
+        if inv is None:
+            return []
+        return [f for f in inv.feeds if f.reversible and f.source in self.writer.databases]
+
+    def apply(self, txn: DecodedTransaction, counts: _Counts) -> None:
+        for change in txn.changes:
+            self.resolve.remember(change.table, change.new or change.old)
+            feeds = self.feeds(change.table)
+            if not feeds:
+                counts.one_way += 1
+                continue
+            for inv in feeds:
+                self.writer.savepoint()
+                try:
+                    self._apply_feed(inv, change, txn, counts)
+                except (pymysql.err.DataError, pymysql.err.IntegrityError) as exc:
+                    # The legacy column refuses the value (NOT NULL, range): record the row
+                    # so the soak's status shows what a rollback would lose; keep going.
+                    self.writer.rollback_to_savepoint()
+                    reason = f"legacy MySQL refused the row: {exc.args[-1]}"
+                    self._quarantine(inv, change, txn, reason, change.new or change.old, counts)
+            counts.changes += 1
+
+    def _rows(self, inv: InverseFeed, change: RowEvent, row: Mapping[str, Any]) -> ReverseRows:
+        relation = next(r for r in self.reader.relations.values() if r.qualified == change.table)
+        table = rows_to_arrow(relation.arrow_schema(), [row])
+        return invert_rows(inv, table, self.resolve)
+
+    def _apply_feed(
+        self, inv: InverseFeed, change: RowEvent, txn: DecodedTransaction, counts: _Counts
+    ) -> None:
+        key_cols = [k for k, _ in inv.key]
+        old = self._rows(inv, change, change.old) if change.old is not None else None
+        new = self._rows(inv, change, change.new) if change.new is not None else None
+        for result, row in ((old, change.old), (new, change.new)):
+            if result is not None and result.rows[0] is None:
+                if inv.feed.primary or result.keys[0] is not None:
+                    self._quarantine(inv, change, txn, result.errors[0] or "", row, counts)
+                return
+        old_key = old.keys[0] if old is not None else None
+        new_key = new.keys[0] if new is not None else None
+        if change.kind == "delete" or (old_key is not None and old_key != new_key):
+            assert old_key is not None
+            self.writer.delete(inv.source, inv.table, dict(zip(key_cols, old_key, strict=True)))
+            if change.kind == "delete":
+                return
+        assert new is not None and change.new is not None
+        row = new.rows[0]
+        assert row is not None
+        values = [row[c] for c in row if c not in key_cols]
+        if not values:
+            return
+        if not inv.feed.primary and all(v is None for v in values):
+            # A contributing row exists only while it contributes (no auth0 link -> no row).
+            self.writer.delete(
+                inv.source, inv.table, dict(zip(key_cols, new_key or (), strict=True))
+            )
+            return
+        if change.kind == "update" and old_key == new_key and change.old is not None:
+            changed = {c for c, v in change.new.items() if change.old.get(c) != v}
+            update = [c for c in changed_source_columns(inv, changed) if c not in key_cols]
+            if update:
+                self.writer.update(inv.source, inv.table, row, key_cols, update)
+            return
+        self.writer.upsert(inv.source, inv.table, row, key_cols, [c for c in row])
+
+    def _quarantine(
+        self,
+        inv: InverseFeed,
+        change: RowEvent,
+        txn: DecodedTransaction,
+        reason: str,
+        row: Mapping[str, Any] | None,
+        counts: _Counts,
+    ) -> None:
+        self.writer.quarantine(
+            SLOT,
+            txn.end_lsn,
+            change.table,
+            f"{inv.source}.{inv.table}",
+            str((row or {}).get("id")),
+            reason,
+            row or {},
+        )
+        counts.quarantined += 1
+
+
+def _wait_for_lock(conn: psycopg.Connection[Any], wait: float) -> None:
+    deadline = time.monotonic() + wait
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (REVERSE_LOCK,)).fetchone()
+        if row and row[0]:
+            return
+        if time.monotonic() > deadline:
+            raise FatalError(
+                "another reverse follower is running (it holds the reverse advisory lock); "
+                "stop it ('runeshift reverse run' exits on SIGTERM after draining) or let it "
+                "drain with 'runeshift reverse status' showing pending_transactions 0"
+            )
+        time.sleep(0.2)
+
+
+def run_reverse(
+    settings: Settings,
+    options: ReverseOptions | None = None,
+    *,
+    stop: Callable[[], bool] = lambda: False,
+    mappings: MappingSet | None = None,
+    on_batch: Callable[[ReverseResult], None] | None = None,
+) -> ReverseResult:
+    """Follow the slot and apply Rune's changes to legacy until ``stop()`` (then drain).
+
+    With ``until_caught_up`` it returns as soon as no committed transaction is pending:
+    that is the drain of a rollback (writes are held, so nothing new arrives).
+    """
+    options = options or ReverseOptions()
+    mappings = mappings or load_mappings()
+    inverses = {i.table: i for i in reversible_targets(mappings)}
+    started = time.monotonic()
+    pg_url = settings.require("postgres_url")
+    lock_conn = pg_connect(pg_url, autocommit=True)
+    conn = pg_connect(pg_url, autocommit=True)
+    lookup_conn = pg_connect(pg_url)
+    writers = _writers(settings)
+    counts = _Counts()
+    lag = 0.0
+    caught_up = False
+    last_lsn = 0
+    try:
+        _wait_for_lock(lock_conn, options.lock_wait_seconds)
+        reader = LogicalDecodingReader(conn, SLOT, PUBLICATION)
+        reader.confirmed_lsn()  # refuses a missing slot with the remedy
+        resolve = _KeyResolver(lookup_conn, inverses)
+        appliers = [_Applier(w, inverses, reader, resolve) for w in writers]
+        positions = {id(a): _position(a.writer) for a in appliers}
+        draining = False
+        while True:
+            if stop():
+                draining = True
+            txns = reader.peek(options.max_changes)
+            floor = min(positions.values())
+            pending = [t for t in txns if t.end_lsn > floor]
+            if not pending:
+                if txns:
+                    # Applied before a crash, not yet released from the slot: release them
+                    # and look again (the peek may have stopped at max_changes).
+                    before = reader.confirmed_lsn()
+                    reader.advance(max(t.end_lsn for t in txns))
+                    if reader.confirmed_lsn() != before:
+                        continue
+                lag = 0.0
+                caught_up = True
+                if options.until_caught_up or draining:
+                    break
+                if options.timeout_seconds and time.monotonic() - started > options.timeout_seconds:
+                    break
+                time.sleep(options.poll_seconds)
+                continue
+            caught_up = False
+            lag = max(0.0, (datetime.now(UTC) - pending[0].commit_time).total_seconds())
+            end = pending[-1].end_lsn
+            for applier in appliers:
+                mine = [t for t in pending if t.end_lsn > positions[id(applier)]]
+                batch = _Counts()
+                try:
+                    for txn in mine:
+                        if ECHO_TABLE in txn.tables():
+                            batch.echo += 1
+                            continue
+                        applier.apply(txn, batch)
+                        batch.transactions += 1
+                    applier.writer.commit(
+                        SLOT,
+                        end,
+                        mine[-1].commit_time if mine else None,
+                        batch.transactions,
+                        batch.changes,
+                        batch.quarantined,
+                    )
+                except BaseException:
+                    applier.writer.rollback()
+                    raise
+                positions[id(applier)] = end
+                counts.transactions += batch.transactions
+                counts.changes += batch.changes
+                counts.echo += batch.echo
+                counts.quarantined += batch.quarantined
+                counts.one_way += batch.one_way
+            reader.advance(end)
+            last_lsn = end
+            if on_batch is not None:
+                on_batch(_result("running", False, last_lsn, counts, lag, started))
+            if options.timeout_seconds and time.monotonic() - started > options.timeout_seconds:
+                break
+        last_lsn = max(last_lsn, min(positions.values()))
+    finally:
+        for w in writers:
+            w.close()
+        for c in (lookup_conn, conn, lock_conn):
+            c.close()
+    return _result(
+        "caught_up" if caught_up else "stopped", caught_up, last_lsn, counts, lag, started
+    )
+
+
+def _position(writer: LegacyWriter) -> int:
+    pos = writer.position(SLOT)
+    if pos is None:
+        raise FatalError(
+            f"no reverse position on {writer.server_url.split('@')[-1]} "
+            f"({', '.join(writer.databases.values())}); run 'runeshift reverse prepare' first"
+        )
+    return pos.lsn
+
+
+def _result(
+    status: str, caught_up: bool, lsn: int, counts: _Counts, lag: float, started: float
+) -> ReverseResult:
+    return ReverseResult(
+        status=status,
+        caught_up=caught_up,
+        position=lsn_text(lsn),
+        transactions_applied=counts.transactions,
+        changes_applied=counts.changes,
+        echo_transactions_skipped=counts.echo,
+        rows_quarantined=counts.quarantined,
+        one_way_changes=counts.one_way,
+        lag_seconds=lag,
+        seconds=time.monotonic() - started,
+    )
+
+
+def drain_reverse(settings: Settings, *, timeout_seconds: float = 60.0) -> ReverseResult:
+    """Apply everything committed in Rune so far, then return (writes must be held)."""
+    return run_reverse(
+        settings,
+        ReverseOptions(until_caught_up=True, lock_wait_seconds=timeout_seconds),
+    )
+
+
+def reverse_status(settings: Settings) -> ReverseStatus:
+    """Where the reverse stream stands: positions, lag, pending work, quarantine."""
+    positions: list[ReversePosition] = []
+    recent: list[dict[str, Any]] = []
+    for writer in _writers(settings):
+        try:
+            writer.ensure_state()
+            pos = writer.position(SLOT)
+            if pos is not None:
+                positions.append(pos)
+                recent.extend(writer.quarantined(SLOT, 5))
+        finally:
+            writer.close()
+    with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
+        reader = LogicalDecodingReader(conn, SLOT, PUBLICATION)
+        if not reader.exists() or not positions:
+            return ReverseStatus(False, None, None, None, None, None, 0, 0, 0, 0)
+        floor = min(p.lsn for p in positions)
+        txns = [t for t in reader.peek(1_000) if t.end_lsn > floor]
+        wal = reader.current_lsn()
+        slot = reader.confirmed_lsn()
+    lag = (datetime.now(UTC) - txns[0].commit_time).total_seconds() if txns else 0.0
+    return ReverseStatus(
+        prepared=True,
+        position=lsn_text(floor),
+        slot_position=lsn_text(slot),
+        wal_position=lsn_text(wal),
+        lag_bytes=max(0, wal - floor),
+        lag_seconds=max(0.0, lag),
+        pending_transactions=len(txns),
+        transactions_applied=sum(p.transactions_applied for p in positions),
+        changes_applied=sum(p.changes_applied for p in positions),
+        rows_quarantined=sum(p.rows_quarantined for p in positions),
+        recent_quarantine=recent,
+    )
+
+
+class ReverseFollower:
+    """The reverse follower on a thread, for the cutover's soak stage and the drill.
+
+    ``start()`` begins following; ``lag_seconds`` is the age of the oldest Rune
+    transaction not yet applied (0 when caught up); ``drain()`` returns once everything
+    committed so far is applied (call it with writes held); ``stop()`` drains and ends.
+    """
+
+    def __init__(self, settings: Settings, options: ReverseOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or ReverseOptions()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last: ReverseResult | None = None
+        self.result: ReverseResult | None = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        def run() -> None:
+            try:
+                self.result = run_reverse(
+                    self.settings, self.options, stop=self._stop.is_set, on_batch=self._seen
+                )
+            except BaseException as exc:  # reported through .error / stop()
+                self.error = exc
+
+        self._thread = threading.Thread(target=run, name="reverse-follower", daemon=True)
+        self._thread.start()
+
+    def _seen(self, result: ReverseResult) -> None:
+        self._last = result
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def lag_seconds(self) -> float:
+        return self._last.lag_seconds if self._last else 0.0
+
+    def drain(self, timeout_seconds: float = 60.0) -> ReverseStatus:
+        """Wait until no committed Rune transaction is pending; raise if it takes too long."""
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            if self.error is not None:
+                raise FatalError(f"the reverse follower failed: {self.error}") from self.error
+            status = reverse_status(self.settings)
+            if status.pending_transactions == 0:
+                return status
+            if time.monotonic() > deadline:
+                raise FatalError(
+                    f"the reverse stream did not drain in {timeout_seconds:.0f}s "
+                    f"({status.pending_transactions} transactions pending, lag "
+                    f"{status.lag_seconds:.1f}s); keep writes held and see "
+                    "runbooks/incident-reverse-follower-stuck.md"
+                )
+            time.sleep(0.1)
+
+    def stop(self, timeout_seconds: float = 60.0) -> ReverseResult | None:
+        """Drain what is committed, stop, and return the run's result."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_seconds)
+        if self.error is not None:
+            raise FatalError(f"the reverse follower failed: {self.error}") from self.error
+        return self.result
+
+
+def verify_reverse(settings: Settings, *, mappings: MappingSet | None = None) -> Any:
+    """Reconcile in the reverse direction: legacy (through the mappings) vs Rune.
+
+    Call it after :func:`drain_reverse` with writes held: every reversible table must
+    match. Returns the reconcile report (``report.passed()``).
+    """
+    from reconcile.reconcile_run import ReconcileOptions, run_reconcile
+
+    mappings = mappings or load_mappings()
+    tables = tuple(i.table for i in reversible_targets(mappings))
+    return run_reconcile(
+        settings,
+        ReconcileOptions(tables=tables, settle_rounds=0, settle_timeout=0.0, quality=False),
+        mappings=mappings,
+    )
+
+
+__all__ = [
+    "PUBLICATION",
+    "SLOT",
+    "ReverseFollower",
+    "ReverseOptions",
+    "ReversePrepared",
+    "ReverseResult",
+    "ReverseStatus",
+    "drain_reverse",
+    "finish_reverse",
+    "prepare_reverse",
+    "reverse_status",
+    "reversible_targets",
+    "run_reverse",
+    "verify_reverse",
+]

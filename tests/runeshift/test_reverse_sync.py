@@ -1,0 +1,338 @@
+"""Reverse replication against the sandbox: Rune writes flow back into legacy MySQL.
+
+Each test generates its own legacy world (the reverse path writes into it), backfills it
+into a fresh Rune database, opens the reverse stream (``prepare_reverse``) and then
+writes to Rune the way the Rune service does. "Converged" means: a fresh forward backfill
+of the legacy databases gives, table for table, the same Rune rows (legacy equals the
+inverse mapping of Rune).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from extract.logical_decoding_reader import LogicalDecodingReader
+from load.legacy_writer import POSITION_TABLE, STATE_DATABASE
+from load.target_schema import upgrade
+from runeshift.backfill import run_backfill
+from runeshift.connections import mysql_connect
+from runeshift.reverse_sync import (
+    ReverseFollower,
+    ReverseOptions,
+    drain_reverse,
+    prepare_reverse,
+    reverse_status,
+    reversible_targets,
+    run_reverse,
+)
+from runeshift.sample.legacy_world import generate_legacy_world
+from runeshift.secrets import Secret
+from runeshift.settings import Settings
+from transform.identity_keys import uuid_for
+from transform.mapping_loader import load_mappings
+
+
+@pytest.fixture
+def world(mysql_url: str, pg_url: str, pg_server_url: str, tmp_path: Path) -> Iterator[Settings]:
+    """A small legacy world of its own, backfilled into a fresh Rune database, stream open."""
+    tag = uuid.uuid4().hex[:6]
+    forums, repo = f"rv_{tag}_forums", f"rv_{tag}_repo"
+    generate_legacy_world(mysql_url, scale=0.2, seed=11, forums_db=forums, repo_db=repo)
+    upgrade(pg_url)
+    settings = Settings(
+        forums_url=mysql_url + forums,
+        repo_url=mysql_url + repo,
+        postgres_url=pg_url,
+        staging=str(tmp_path / "staging"),
+        shopify_token=Secret(""),
+    )
+    run_backfill(settings)
+    prepare_reverse(settings)
+    yield settings
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        LogicalDecodingReader(conn, "runeshift_reverse", "runeshift_reverse").drop()
+    conn2 = mysql_connect(mysql_url)
+    try:
+        with conn2.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {forums}")
+            cur.execute(f"DROP DATABASE IF EXISTS {repo}")
+            cur.execute(
+                f"DELETE FROM {STATE_DATABASE}.{POSITION_TABLE} WHERE slot = 'runeshift_reverse'"
+            )
+    finally:
+        conn2.close()
+
+
+def _fingerprint(pg: str, tables: list[str]) -> dict[str, str]:
+    out = {}
+    mappings = load_mappings()
+    with psycopg.connect(pg) as conn:
+        for table in tables:
+            target = mappings.target(table)
+            cols = ["id", *dict.fromkeys(r.target for f in target.feeds for r in f.columns)]
+            if table == "rune.accounts":
+                # written by the Shopify feed too (one-way), and can_login by the dedup rule
+                cols = [c for c in cols if c not in ("shopify_customer_id", "can_login")]
+            col_list = ", ".join(f'"{c}"' for c in cols)
+            where = "WHERE legacy_member_id IS NOT NULL" if table == "rune.accounts" else ""
+            row = conn.execute(
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) "
+                f"FROM (SELECT {col_list} FROM {table} {where}) t"
+            ).fetchone()
+            assert row is not None
+            out[table] = f"{row[0]}:{row[1]}"
+    return out
+
+
+def _forward_of_legacy(settings: Settings, pg_server_url: str) -> str:
+    """A fresh Rune database backfilled from the legacy databases as they are now."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = pg_server_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = pg_server_url.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+    fresh = Settings(
+        forums_url=settings.forums_url,
+        repo_url=settings.repo_url,
+        postgres_url=url,
+        staging=settings.staging + "-check",
+        shopify_token=Secret(""),
+    )
+    run_backfill(fresh)
+    return url
+
+
+def _drop(pg_server_url: str, url: str) -> None:
+    admin = pg_server_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+
+def _row_differences(fresh: str, rune: str, tables: list[str]) -> str:
+    lines = []
+    for table in tables:
+        rows = []
+        for url in (fresh, rune):
+            with psycopg.connect(url) as conn:
+                rows.append({r[0]: r for r in conn.execute(f"SELECT id, t.* FROM {table} t")})
+        for key in sorted(set(rows[0]) | set(rows[1]), key=str):
+            if rows[0].get(key) != rows[1].get(key):
+                lines.append(
+                    f"{table} {key}:\n  legacy->{rows[0].get(key)}\n  rune  ->{rows[1].get(key)}"
+                )
+    return "\n".join(lines[:10])
+
+
+def _assert_converged(settings: Settings, pg_server_url: str) -> None:
+    tables = [i.table for i in reversible_targets(load_mappings())]
+    fresh = _forward_of_legacy(settings, pg_server_url)
+    try:
+        want, got = _fingerprint(fresh, tables), _fingerprint(settings.postgres_url, tables)
+        differing = [t for t in tables if want[t] != got[t]]
+        assert not differing, _row_differences(fresh, settings.postgres_url, differing)
+    finally:
+        _drop(pg_server_url, fresh)
+
+
+class RuneWrites:
+    """Writes to Rune the way the Rune service does during the soak.
+
+    New rows carry their legacy key (decision 0005): the service allocates it above the
+    legacy maximum, and the id is the usual uuid5 of it.
+    """
+
+    def __init__(self, pg: str, seed: int = 3) -> None:
+        self.conn = psycopg.connect(pg, autocommit=True)
+        self.rng = random.Random(seed)
+        self.accounts = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT legacy_member_id FROM rune.accounts WHERE legacy_member_id IS NOT NULL "
+                "AND ban_state IS NOT NULL ORDER BY 1"
+            ).fetchall()
+        ]
+        self.scripts = [
+            r[0] for r in self.conn.execute("SELECT legacy_script_id FROM rune.scripts").fetchall()
+        ]
+        row = self.conn.execute("SELECT max(legacy_license_id) FROM rune.licenses").fetchone()
+        self.next_license = int(row[0] or 0) + 1_000
+        self.written = 0
+
+    def one(self) -> None:
+        kind = self.rng.choice(("name", "ban", "license", "license_update", "allowance_delete"))
+        member = self.rng.choice(self.accounts)
+        account = uuid_for("account", member)
+        now = datetime.now(UTC).replace(microsecond=0)
+        with self.conn.transaction():
+            cur = self._write(kind, member, account, now)
+        # a DELETE that finds nothing commits no change, so no transaction reaches the slot
+        self.written += 1 if cur.rowcount else 0
+
+    def _write(self, kind: str, member: int, account: uuid.UUID, now: datetime) -> psycopg.Cursor:
+        if True:
+            if kind == "name":
+                return self.conn.execute(
+                    "UPDATE rune.accounts SET display_name = %s, post_count = post_count + 1 "
+                    "WHERE id = %s",
+                    (f"Jos\u00e9 {self.rng.randint(0, 10**6)}", account),
+                )
+            elif kind == "ban":
+                until = now + timedelta(days=self.rng.randint(1, 30))
+                return self.conn.execute(
+                    "UPDATE rune.accounts SET ban_state = 'temporary', banned_until = %s "
+                    "WHERE id = %s",
+                    (until, account),
+                )
+            elif kind == "license":
+                lid = self.next_license
+                self.next_license += 1
+                script = self.rng.choice(self.scripts)
+                return self.conn.execute(
+                    "INSERT INTO rune.licenses (id, legacy_license_id, account_id, script_id, "
+                    "kind, starts_at, expires_at, price_paid_minor, refunded, created_at, "
+                    "updated_at) VALUES (%s, %s, %s, %s, 'monthly', %s, %s, 1999, false, %s, %s)",
+                    (
+                        uuid_for("license", lid),
+                        lid,
+                        account,
+                        uuid_for("script", script),
+                        now,
+                        now + timedelta(days=30),
+                        now,
+                        now,
+                    ),
+                )
+            elif kind == "license_update":
+                return self.conn.execute(
+                    "UPDATE rune.licenses SET expires_at = NULL, refunded = NOT refunded, "
+                    "updated_at = %s WHERE id = (SELECT id FROM rune.licenses "
+                    "ORDER BY legacy_license_id DESC LIMIT 1)",
+                    (now,),
+                )
+            else:
+                return self.conn.execute(
+                    "DELETE FROM rune.instance_allowances WHERE id = (SELECT id FROM "
+                    "rune.instance_allowances ORDER BY legacy_pack_id LIMIT 1)"
+                )
+
+    def run(self, n: int) -> None:
+        for _ in range(n):
+            self.one()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_rune_writes_flow_back_and_legacy_equals_the_inverse(world, pg_server_url):
+    writes = RuneWrites(world.postgres_url)
+    writes.run(150)
+    writes.close()
+    result = drain_reverse(world)
+    assert result.caught_up
+    assert result.transactions_applied == 150
+    assert result.rows_quarantined == 0
+    status = reverse_status(world)
+    assert status.pending_transactions == 0 and status.lag_seconds == 0
+    _assert_converged(world, pg_server_url)
+    # A second drain applies nothing (exactly once).
+    again = drain_reverse(world)
+    assert again.transactions_applied == 0
+
+
+def test_converges_under_load_while_the_follower_runs(world, pg_server_url):
+    follower = ReverseFollower(world, ReverseOptions(poll_seconds=0.05))
+    follower.start()
+    writes = RuneWrites(world.postgres_url, seed=5)
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set() and writes.written < 400:
+            writes.one()
+
+    worker = threading.Thread(target=load)
+    worker.start()
+    time.sleep(3)
+    stop.set()
+    worker.join()
+    writes.close()
+    follower.drain(timeout_seconds=60)
+    result = follower.stop()
+    assert result is not None and result.rows_quarantined == 0
+    _assert_converged(world, pg_server_url)
+
+
+def test_a_crash_between_legacy_commit_and_slot_advance_applies_nothing_twice(world, monkeypatch):
+    writes = RuneWrites(world.postgres_url, seed=9)
+    writes.run(40)
+    writes.close()
+    # The slot never advances: as if the follower died right after the legacy commit.
+    monkeypatch.setattr(LogicalDecodingReader, "advance", lambda self, lsn: None)
+    first = run_reverse(world, ReverseOptions(until_caught_up=True))
+    assert first.transactions_applied == 40
+    monkeypatch.undo()
+    second = run_reverse(world, ReverseOptions(until_caught_up=True, max_changes=10))
+    assert second.transactions_applied == 0
+    status = reverse_status(world)
+    assert status.transactions_applied == 40 and status.pending_transactions == 0
+
+
+def _cli_env(settings: Settings, home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RUNESHIFT_FORUMS_URL": settings.forums_url,
+        "RUNESHIFT_REPO_URL": settings.repo_url,
+        "RUNESHIFT_POSTGRES_URL": settings.postgres_url,
+        "RUNESHIFT_STAGING": settings.staging,
+        "RUNESHIFT_HOME": str(home),
+    }
+
+
+def test_kill_and_restart_of_the_follower_under_load(world, pg_server_url, tmp_path):
+    env = _cli_env(world, tmp_path)
+    cmd = [sys.executable, "-m", "runeshift.cli", "reverse", "run", "--json"]
+    writes = RuneWrites(world.postgres_url, seed=13)
+    for _round in range(3):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            writes.one()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    writes.close()
+    done = subprocess.run(
+        [*cmd[:-1], "--until-caught-up", "--json"], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    status = reverse_status(world)
+    assert status.transactions_applied == writes.written
+    assert status.pending_transactions == 0
+    _assert_converged(world, pg_server_url)
+
+
+def test_forward_follower_transactions_are_not_echoed(world):
+    with psycopg.connect(world.postgres_url, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "UPDATE rune.accounts SET post_count = post_count + 100 WHERE legacy_member_id = "
+            "(SELECT min(legacy_member_id) FROM rune.accounts)"
+        )
+        # what the forward follower's batch does: rows and its position, one transaction
+        conn.execute(
+            "UPDATE runeshift.source_positions SET updated_at = now() WHERE source = 'forums'"
+        )
+    result = drain_reverse(world)
+    assert result.transactions_applied == 0
+    assert result.echo_transactions_skipped == 1
