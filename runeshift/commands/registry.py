@@ -44,7 +44,15 @@ def register_all(app: typer.Typer) -> None:
     app.add_typer(
         reverse_cmd.app, name="reverse", help="Write Rune's changes back to legacy (soak)."
     )
+    from runeshift.commands import archive_cmd
+
+    app.add_typer(archive_cmd.app, name="archive", help="Archive the legacy world; verify it.")
     from runeshift.commands import cutover_cmd
 
     app.add_typer(cutover_cmd.app, name="cutover", help="The staged, journaled switch to Rune.")
+    from runeshift.commands import services_cmd
+
+    app.add_typer(
+        services_cmd.app, name="services", help="The services being cut over: up, status, down."
+    )
     return None
