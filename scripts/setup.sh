@@ -13,6 +13,8 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
 # The reconciliation report's test opens the HTML report in headless Chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The proxy in front of the legacy stand-in and the Rune service (runeshift services up).
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "runeshift needs: ${need_apt[*]}. Install them with: sudo apt-get install -y ${need_apt[*]}" >&2

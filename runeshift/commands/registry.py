@@ -50,4 +50,9 @@ def register_all(app: typer.Typer) -> None:
     from runeshift.commands import cutover_cmd
 
     app.add_typer(cutover_cmd.app, name="cutover", help="The staged, journaled switch to Rune.")
+    from runeshift.commands import services_cmd
+
+    app.add_typer(
+        services_cmd.app, name="services", help="The services being cut over: up, status, down."
+    )
     return None

@@ -6,6 +6,9 @@ services (``python -m ...``) and Debian's haproxy, started by ``ServiceWorld``.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -179,3 +182,40 @@ def test_start_is_idempotent_and_stop_ends_every_process(settings, tmp_path):
     attached.stop()
     assert not any(pid_alive(pid) for pid in pids)
     assert ServiceWorld.attach(state_dir) is None
+
+
+def test_cli_services_up_status_route_down(settings, tmp_path):
+    env = {
+        **os.environ,
+        "RUNESHIFT_HOME": str(tmp_path),
+        "RUNESHIFT_FORUMS_URL": settings.forums_url,
+        "RUNESHIFT_REPO_URL": settings.repo_url,
+        "RUNESHIFT_POSTGRES_URL": settings.postgres_url,
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "runeshift.cli", "services", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert cli("status").returncode == 1  # nothing running yet
+    up = cli("up", "--json", "--ledger-db", LEDGER)
+    assert up.returncode == 0, up.stderr
+    started = json.loads(up.stdout)
+    assert started["up"] is True and started["routes"] == {"reads": "legacy", "writes": "legacy"}
+    assert (tmp_path / "services" / "state.json").is_file()
+    assert "password" not in (tmp_path / "services" / "state.json").read_text()
+    proxy_url = started["proxy_url"]
+    assert call("GET", proxy_url + "/ready")[2]["x-served-by"] == "legacy"
+    routed = cli("route", "--reads", "rune", "--json")
+    assert routed.returncode == 0, routed.stderr
+    assert json.loads(routed.stdout)["routes"] == {"reads": "rune", "writes": "legacy"}
+    assert call("GET", proxy_url + "/ready")[2]["x-served-by"] == "rune"
+    status = cli("status")
+    assert status.returncode == 0 and "reads -> rune" in status.stdout
+    assert cli("down").returncode == 0
+    assert cli("status", "--json").returncode == 1
