@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -203,19 +204,26 @@ def test_cli_services_up_status_route_down(settings, tmp_path):
         )
 
     assert cli("status").returncode == 1  # nothing running yet
-    up = cli("up", "--json", "--ledger-db", LEDGER)
-    assert up.returncode == 0, up.stderr
-    started = json.loads(up.stdout)
-    assert started["up"] is True and started["routes"] == {"reads": "legacy", "writes": "legacy"}
-    assert (tmp_path / "services" / "state.json").is_file()
-    assert "password" not in (tmp_path / "services" / "state.json").read_text()
-    proxy_url = started["proxy_url"]
-    assert call("GET", proxy_url + "/ready")[2]["x-served-by"] == "legacy"
-    routed = cli("route", "--reads", "rune", "--json")
-    assert routed.returncode == 0, routed.stderr
-    assert json.loads(routed.stdout)["routes"] == {"reads": "rune", "writes": "legacy"}
-    assert call("GET", proxy_url + "/ready")[2]["x-served-by"] == "rune"
-    status = cli("status")
-    assert status.returncode == 0 and "reads -> rune" in status.stdout
-    assert cli("down").returncode == 0
-    assert cli("status", "--json").returncode == 1
+    try:
+        up = cli("up", "--json", "--ledger-db", LEDGER)
+        assert up.returncode == 0, up.stderr
+        started = json.loads(up.stdout)
+        assert started["up"] is True and started["routes"] == {
+            "reads": "legacy",
+            "writes": "legacy",
+        }
+        assert (tmp_path / "services" / "state.json").is_file()
+        state = (tmp_path / "services" / "state.json").read_text()
+        assert urlsplit(settings.postgres_url).password not in state  # URLs stay out of state
+        proxy_url = started["proxy_url"]
+        assert call("GET", proxy_url + "/ready")[2]["x-served-by"] == "legacy"
+        routed = cli("route", "--reads", "rune", "--json")
+        assert routed.returncode == 0, routed.stderr
+        assert json.loads(routed.stdout)["routes"] == {"reads": "rune", "writes": "legacy"}
+        assert call("GET", proxy_url + "/ready")[2]["x-served-by"] == "rune"
+        status = cli("status")
+        assert status.returncode == 0 and "reads -> rune" in status.stdout
+        assert cli("down").returncode == 0
+        assert cli("status", "--json").returncode == 1
+    finally:
+        cli("down")  # a failed assertion must not leave the processes running
