@@ -15,3 +15,4 @@ fi
 for scale in 25 100; do
   uv run python bench/backfill_bench.py --scale "$scale" "$@"
 done
+uv run python bench/shopify_export_bench.py --orders 100000  # bulk vs paginated, ~15 min
