@@ -16,7 +16,7 @@ from typing import Any
 import pymysql
 
 from runeshift.connections import mysql_connect, parse_mysql_url
-from runeshift.errors import ConfigError
+from runeshift.errors import ConfigError, TransientError
 from services.rune_service.connection_pool import ConnectionPool
 from services.rune_service.shop_api import WriteResult
 from transform.identity_keys import uuid_for
@@ -72,6 +72,15 @@ class StandinLedger:
         )
 
     def find(self, request_id: str) -> WriteResult | None:
+        """The stand-in's result for ``request_id``; TransientError when MySQL is unreachable."""
+        try:
+            return self._find(request_id)
+        except pymysql.err.OperationalError as exc:
+            raise TransientError(
+                f"the stand-in's ledger {self.database} is unreachable: {exc}"
+            ) from exc
+
+    def _find(self, request_id: str) -> WriteResult | None:
         with self._pool.connection() as conn, conn.cursor() as cur:
             try:
                 cur.execute(

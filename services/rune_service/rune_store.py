@@ -13,7 +13,8 @@ ledger row and a retry finds it.
 
 When ``legacy_ledger`` is given (the stand-in's ledger, see
 ``services.legacy_service.standin_ledger``), a write the legacy stand-in already applied is
-answered from there instead of applied twice, and ``GET /writes/{id}`` reports legacy writes
+answered from there instead of applied twice (if that ledger is unreachable, e.g. legacy was
+switched off after the cutover, writes go on without the check), and ``GET /writes/{id}`` reports legacy writes
 too, with whether the catch-up has brought their row to ``rune.licenses`` yet.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 import psycopg
 
 from runeshift.connections import pg_connect
+from runeshift.errors import TransientError
 from services.rune_service.connection_pool import ConnectionPool
 from services.rune_service.shop_api import (
     LICENSE_TERMS,
@@ -168,7 +170,12 @@ class RuneStore:
     def apply_write(self, request: WriteRequest) -> WriteResult:
         kind: WriteKind = "order" if isinstance(request, OrderRequest) else "license"
         if self._legacy_ledger is not None:
-            earlier = self._legacy_ledger(request.request_id)
+            try:
+                earlier = self._legacy_ledger(request.request_id)
+            except TransientError:
+                # Legacy MySQL gone (decommissioned after the cutover, or down): Rune keeps
+                # taking writes. Only a retry of a pre-switch legacy write could slip through.
+                earlier = None
             if earlier is not None:
                 return earlier
         license_id = uuid_for("rune_license", request.request_id)

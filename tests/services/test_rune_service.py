@@ -268,3 +268,20 @@ def test_reads_drain_makes_ready_fail_but_reads_still_answer(rune):
     assert call("POST", rune.admin_url + "/admin/fence", {"writes": "forward"})[0] == 400
     stats = call("GET", rune.admin_url + "/admin/stats")[1]
     assert stats["service"] == "rune" and stats["by_route"]["GET /ready"] == 2
+
+
+def test_writes_go_on_when_the_legacy_ledger_is_unreachable(world: Settings):
+    from runeshift.sandbox.server_process import free_port
+    from services.legacy_service.standin_ledger import StandinLedger
+
+    ledger = StandinLedger(f"mysql://nobody:x@127.0.0.1:{free_port()}/gone_standin")
+    server = ServiceServer(RuneStore(world.postgres_url, legacy_ledger=ledger.find)).start()
+    try:
+        member, script = _member_and_script(world)
+        rid = f"test-no-legacy-{uuid.uuid4().hex}"
+        body = {"member_id": member, "script_id": script, "kind": "trial", "request_id": rid}
+        status, result, _ = call("POST", server.url + "/licenses", body)
+        assert status == 201 and result["applied_by"] == "rune"
+    finally:
+        server.shutdown()
+        ledger.close()
