@@ -38,6 +38,7 @@ from cutover.steps import (
     HoldWrites,
     MarkVerificationWindow,
     OpenRuneWrites,
+    PreVerifyWindow,
     ShiftReads,
     SwitchWriteRoute,
     VerifyWindow,
@@ -101,7 +102,11 @@ def reconcile_outcome(settings: Settings, sample: float | None) -> ReconcileOutc
 
 
 def read_sample_paths(postgres_url: str, size: int) -> list[str]:
-    """Catalog, account and license-check reads for ``size`` random migrated members."""
+    """Account and license-check reads for ``size`` random migrated members.
+
+    The catalog listing is left out: legacy lists scripts the migration quarantined, which
+    Rune (rightly) does not have, and reconciliation accounts for those already.
+    """
     with pg_connect(postgres_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT a.legacy_member_id, s.legacy_script_id FROM "
@@ -111,7 +116,7 @@ def read_sample_paths(postgres_url: str, size: int) -> list[str]:
             " ORDER BY random() LIMIT 1) s",
             (size,),
         ).fetchall()
-    paths = ["/scripts?limit=50"]
+    paths: list[str] = []
     for member, script in rows:
         paths.append(f"/accounts/{member}")
         paths.append(f"/licenses/check?member_id={member}&script_id={script}")
@@ -145,15 +150,17 @@ class PauseMeasurer:
     def predict(self) -> PausePrediction:
         first = self._lag.read()
         started = time.monotonic()
+        recent_mark = self._verifier.safe_mark()
         mark = self._journal.latest_detail(MarkVerificationWindow.name) or {}
-        window = self._verifier.verify(str(mark.get("since", "9999-12-31")))
+        full = self._verifier.verify(str(mark.get("since", "9999-12-31")), recent_mark)
         rtt = self._control_rtt()
         time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+        recent = self._verifier.verify(recent_mark)
         second = self._lag.read()
         elapsed = max(time.monotonic() - started, 1e-3)
         rate = max(0, second.changes_applied - first.changes_applied) / elapsed
         lag = max(first.lag_s or 0.0, second.lag_s or 0.0)
-        return predict_pause(PauseInputs(lag, rate, window.rows, window.seconds, rtt))
+        return predict_pause(PauseInputs(lag, rate, recent.rows, recent.seconds, full.seconds, rtt))
 
 
 def build_stages(
@@ -175,6 +182,7 @@ def build_stages(
     legacy_fence, rune_fence = services.legacy_fence, services.rune_fence
     measurer = PauseMeasurer(lag, verifier, services, journal)
     lag_gate = CatchUpLagGate(lag, threshold_s=options.lag_threshold_s, samples=options.lag_samples)
+    drain = DrainCatchUp(src, pg_url, legacy_fence, timeout_s=options.catch_up_timeout_s)
     service_urls = {"legacy": services.legacy_url, "rune": services.rune_url}
     stages = [
         Stage(
@@ -228,13 +236,14 @@ def build_stages(
                 WritePauseBudgetGate(measurer.predict, budget_s=options.pause_budget_s),
             ),
             steps=(
+                PreVerifyWindow(verifier, drain),
                 HoldWrites(
                     legacy_fence,
                     rune_fence,
                     services.legacy_url,
                     drain_timeout_s=options.drain_timeout_s,
                 ),
-                DrainCatchUp(src, pg_url, legacy_fence, timeout_s=options.catch_up_timeout_s),
+                drain,
                 VerifyWindow(verifier),
                 SwitchWriteRoute(
                     proxy, legacy_fence, rune_fence, services.rune_url, services.legacy_url

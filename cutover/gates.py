@@ -69,7 +69,11 @@ class BinlogSettingsGate:
     """Each source writes a full ROW binlog (what the catch-up needs to replay changes)."""
 
     name = "binlog_settings"
-    REQUIRED: ClassVar[dict[str, str]] = {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL"}
+    REQUIRED: ClassVar[dict[str, str]] = {
+        "log_bin": "ON",
+        "binlog_format": "ROW",
+        "binlog_row_image": "FULL",
+    }
 
     def __init__(self, sources: Mapping[str, str]) -> None:
         self._sources = dict(sources)

@@ -170,12 +170,16 @@ class DrainCatchUp:
         status = self._legacy.status()
         if status.writes != "hold":
             self._legacy.hold(drain_timeout=self._timeout_s)
+        return self.wait_applied()
+
+    def wait_applied(self) -> dict[str, Any]:
+        """Wait until the follower has applied each source's binlog as it ends now."""
         started = time.monotonic()
         waited: dict[str, Any] = {}
+        ends = {source: self._binlog_end(url) for source, url in sorted(self._sources.items())}
         conn: psycopg.Connection[Any] = pg_connect(self._pg_url, autocommit=True)
         try:
-            for source, url in sorted(self._sources.items()):
-                end = self._binlog_end(url)
+            for source, end in ends.items():
                 point = BinlogPoint.parse(end)
                 assert point is not None
                 outcome = wait_until_applied(
@@ -200,6 +204,48 @@ class DrainCatchUp:
         return {}
 
 
+class PreVerifyWindow:
+    """Before the hold: verifies the window up to a safe mark, so the pause verifies little.
+
+    Ghostferry re-verifies changed rows before the cutover and again during it; this does
+    the same with a mark no running write can be older than (``safe_mark``). It waits for
+    the catch-up to pass the binlog end first, so every row before the mark has arrived.
+    """
+
+    name = "pre_verify_window"
+    point_of_no_return = False
+
+    def __init__(self, verifier: WindowVerifier, catch_up: DrainCatchUp) -> None:
+        self._verifier = verifier
+        self._catch_up = catch_up
+
+    def describe(self) -> str:
+        return (
+            "before holding: catch up and verify the rows written since the verification "
+            "mark, so only the newest rows are verified while writes are held"
+        )
+
+    def apply(self, ctx: StepContext) -> dict[str, Any]:
+        mark = ctx.latest_detail(MarkVerificationWindow.name)
+        if not mark or not mark.get("since"):
+            raise FatalError(
+                "no verification mark in the journal: the plan skipped 'caught_up'; "
+                "roll back and advance again"
+            )
+        until = self._verifier.safe_mark()
+        caught_up = self._catch_up.wait_applied()
+        result = self._verifier.verify(str(mark["since"]), until)
+        if not result.clean:
+            raise FatalError(
+                f"{len(result.mismatched)} row(s) written since the verification mark differ, "
+                f"e.g. {result.mismatched[0]}; writes stay on legacy"
+            )
+        return {**result.as_json(), "since": until, "caught_up": caught_up}
+
+    def reverse(self, ctx: StepContext) -> dict[str, Any]:
+        return {}
+
+
 class VerifyWindow:
     """Verifies every row legacy wrote since the verification mark is in Rune, unchanged."""
 
@@ -213,7 +259,9 @@ class VerifyWindow:
         return "compare every license legacy wrote since the verification mark with rune.licenses"
 
     def apply(self, ctx: StepContext) -> dict[str, Any]:
-        mark = ctx.latest_detail(MarkVerificationWindow.name)
+        mark = ctx.latest_detail(PreVerifyWindow.name) or ctx.latest_detail(
+            MarkVerificationWindow.name
+        )
         if not mark or not mark.get("since"):
             raise FatalError(
                 "no verification mark in the journal: the plan skipped 'caught_up'; "

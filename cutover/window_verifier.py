@@ -50,7 +50,9 @@ class WindowResult:
 class WindowVerifier(Protocol):
     def mark(self) -> str: ...
 
-    def verify(self, since: str) -> WindowResult: ...
+    def safe_mark(self) -> str: ...
+
+    def verify(self, since: str, until: str | None = None) -> WindowResult: ...
 
 
 class LedgerWindowVerifier:
@@ -73,7 +75,30 @@ class LedgerWindowVerifier:
         assert row is not None
         return str(row[0])
 
-    def verify(self, since: str) -> WindowResult:
+    def safe_mark(self) -> str:
+        """A mark before which every ledger row is committed (visible) now.
+
+        A write still running may have inserted its ledger row (``applied_at``) before NOW
+        without committing; it would be invisible to a verification now and skipped by a
+        later one starting at NOW. Its transaction is in ``innodb_trx`` and started no later
+        than its insert, so the oldest running transaction's start (whole seconds, rounded
+        down: earlier is safe) bounds every such row.
+        """
+        conn = mysql_connect(self._repo_url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT DATE_FORMAT(LEAST(NOW(6), COALESCE(MIN(trx_started), NOW(6))), "
+                    "'%Y-%m-%d %H:%i:%s.%f') FROM information_schema.innodb_trx"
+                )
+                row = cur.fetchone()
+        finally:
+            conn.close()
+        assert row is not None
+        return str(row[0])
+
+    def verify(self, since: str, until: str | None = None) -> WindowResult:
+        """Compare the ledger rows applied in ``[since, until)`` (``until`` open: no bound)."""
         started = time.monotonic()
         conn = mysql_connect(self._repo_url)
         try:
@@ -82,8 +107,8 @@ class LedgerWindowVerifier:
                     f"SELECT w.request_id, l.id, l.member_id, l.script_id, l.kind "
                     f"FROM `{self._ledger_db}`.write_requests w "
                     f"LEFT JOIN `{self._repo_db}`.licenses l ON l.id = w.legacy_license_id "
-                    f"WHERE w.applied_at >= %s",
-                    (since,),
+                    f"WHERE w.applied_at >= %s AND w.applied_at < COALESCE(%s, '9999-12-31')",
+                    (since, until),
                 )
                 legacy = list(cur.fetchall())
         finally:

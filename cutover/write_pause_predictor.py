@@ -6,9 +6,10 @@ The pause is the sum of what the switch waits for, in order (``steps.py``):
   finishing (``in_flight_s``, about one write's latency);
 * **catch-up**: the follower applying everything legacy committed before the hold. Its lag
   is how far behind it runs, plus one apply batch and the polling step;
-* **verify**: checking the rows changed since the last full verification. It is measured
-  now, on the rows already in the window, and grown for the rows the change rate adds
-  while we wait;
+* **verify**: checking the rows written since the pre-verification (``PreVerifyWindow``
+  verifies the rest before the hold). Its cost per row is measured now on a short recent
+  window, and the rows are those the change rate adds during the pre-verification, the
+  hold and the catch-up;
 * **switch**: moving the proxy's write route and the two fences (control round trips).
 
 The lag, change rate, verification time and control round trip are measured just before
@@ -35,6 +36,7 @@ class PauseInputs:
     change_rate_per_s: float
     window_rows: int
     verify_s: float
+    pre_verify_s: float
     control_rtt_s: float
     in_flight_s: float = 0.05
 
@@ -72,9 +74,9 @@ def predict_pause(inputs: PauseInputs) -> PausePrediction:
     """The predicted write pause for ``inputs``; see the module note for the model."""
     hold = HOLD_CALLS * inputs.control_rtt_s + inputs.in_flight_s
     catch_up = max(0.0, inputs.lag_s) + APPLY_BATCH_S + POLL_S + inputs.control_rtt_s
-    # Rows that arrive while we hold and drain are verified too.
-    extra_rows = inputs.change_rate_per_s * (hold + catch_up)
+    # The rows verified in the pause arrive during the pre-verification, the hold and the drain.
+    rows = inputs.change_rate_per_s * (inputs.pre_verify_s + hold + catch_up)
     per_row = inputs.verify_s / inputs.window_rows if inputs.window_rows else 0.0
-    verify = inputs.verify_s + per_row * extra_rows
+    verify = inputs.verify_s + per_row * max(0.0, rows - inputs.window_rows)
     switch = SWITCH_CALLS * inputs.control_rtt_s
     return PausePrediction(hold, catch_up, verify, switch, inputs)
