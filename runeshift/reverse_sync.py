@@ -43,6 +43,7 @@ from extract.logical_decoding_reader import (
     rows_to_arrow,
 )
 from load.legacy_writer import LegacyWriter, ReversePosition
+from reconcile.report_model import ReconcileReport
 from runeshift.connections import parse_mysql_url, pg_connect
 from runeshift.errors import ConfigError, FatalError
 from runeshift.settings import Settings
@@ -585,11 +586,11 @@ class ReverseFollower:
         return self.result
 
 
-def verify_reverse(settings: Settings, *, mappings: MappingSet | None = None) -> Any:
+def verify_reverse(settings: Settings, *, mappings: MappingSet | None = None) -> ReconcileReport:
     """Reconcile in the reverse direction: legacy (through the mappings) vs Rune.
 
     Call it after :func:`drain_reverse` with writes held: every reversible table must
-    match. Returns the reconcile report (``report.passed()``).
+    match. Returns the reconcile report (``report.passed``).
     """
     from reconcile.reconcile_run import ReconcileOptions, run_reconcile
 

@@ -138,10 +138,8 @@ def verify(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
                 "Reverse verification", ["table", "source rows", "target rows", "differences"], rows
             )
         )
-        out.print(
-            "[green]legacy equals Rune[/]" if report.passed() else "[red]differences found[/]"
-        )
-    if not report.passed():
+        out.print("[green]legacy equals Rune[/]" if report.passed else "[red]differences found[/]")
+    if not report.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
 
