@@ -75,11 +75,14 @@ class BinlogSettingsGate:
         "binlog_row_image": "FULL",
     }
 
-    def __init__(self, sources: Mapping[str, str]) -> None:
+    def __init__(
+        self, sources: Mapping[str, str], required: Mapping[str, str] | None = None
+    ) -> None:
         self._sources = dict(sources)
+        self._required = dict(required or self.REQUIRED)
 
     def describe(self) -> str:
-        wanted = ", ".join(f"{k}={v}" for k, v in self.REQUIRED.items())
+        wanted = ", ".join(f"{k}={v}" for k, v in self._required.items())
         return f"every source has {wanted}"
 
     def check(self) -> GateResult:
@@ -94,7 +97,7 @@ class BinlogSettingsGate:
             except Exception as exc:
                 return _failed(self.name, f"cannot read {source}'s variables: {exc}")
             found = {str(r[0]): str(r[1]).upper() for r in rows}
-            for name, value in self.REQUIRED.items():
+            for name, value in self._required.items():
                 if found.get(name) != value:
                     problems.append(f"{source}: {name}={found.get(name)} (need {value})")
         if problems:
@@ -394,7 +397,8 @@ class ReadSampleGate:
             with urllib.request.urlopen(url, timeout=10) as resp:
                 return int(resp.status), json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
+            with exc:
+                return exc.code, json.loads(exc.read() or b"null")
 
     def _differing(self, paths: list[str]) -> list[str]:
         legacy, rune = self._urls

@@ -55,4 +55,9 @@ def register_all(app: typer.Typer) -> None:
     app.add_typer(
         services_cmd.app, name="services", help="The services being cut over: up, status, down."
     )
+    from runeshift.commands import drill_cmd
+
+    app.command("drill", help="The whole world under load through a complete cutover; scorecard.")(
+        drill_cmd.drill
+    )
     return None
