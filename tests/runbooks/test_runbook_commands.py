@@ -98,7 +98,5 @@ def test_every_runbook_command_runs(mysql_url, pg_url, tmp_path):
 def test_every_runbook_command_parses(runbook, line):
     """Fast: each command's options are known to the CLI (``--help`` after them parses)."""
     argv = [sys.executable, "-m", "runeshift.cli", *shlex.split(line)[1:]]
-    words = [w for w in argv if not w.startswith("-")]
-    del words
     proc = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"{runbook}: `{line}`: {proc.stderr[-500:]}"
