@@ -57,6 +57,7 @@ from transform.mapping_engine import (
 from transform.mapping_spec import ColumnRule, Dedup, Feed, MappingSet, TargetMapping
 
 Key = tuple[bytes | None, ...]
+_UNIQUE_VIOLATION = "duplicate key value violates unique constraint"
 FeedId = tuple[str, str, str]  # (target table, source, source table)
 
 
@@ -203,7 +204,10 @@ class ChangeApplier:
         self._dependants: dict[str, list[_Dependant]] = {}
         self._dedup: dict[tuple[FeedId, str], _DedupIndex] = {}
         self.refs = _LiveReferences(conn, self._id_kinds)
-        self._retry: dict[FeedId, set[Key]] = {}  # rejected by the target; retried every batch
+        # Rows a unique index rejected: retried with backoff (key -> (attempts, due batch)).
+        self._retry: dict[FeedId, dict[Key, tuple[int, int]]] = {}
+        self._batch_no = 0
+        self._retry_attempts: dict[Key, int] = {}
         self.paused: set[tuple[str, str]] = set()
         for target in mappings.targets:
             for feed in target.feeds:
@@ -241,12 +245,13 @@ class ChangeApplier:
         # Rows the target rejected earlier (maybe by an earlier follower) are retried too.
         for table, source, source_table, key in self.conn.execute(
             "SELECT target_table, source, source_table, source_key FROM runeshift.quarantine "
-            "WHERE rule = 'rejected_by_target' AND resolved_at IS NULL"
+            "WHERE rule = 'rejected_by_target' AND resolved_at IS NULL AND reason LIKE %s",
+            (f"%{_UNIQUE_VIOLATION}%",),
         ).fetchall():
             if (source, source_table) in self.decoders:
-                self._retry.setdefault((table, source, source_table), set()).add(
+                self._retry.setdefault((table, source, source_table), {})[
                     tuple(part.encode() for part in key.split("|"))
-                )
+                ] = (0, 0)
 
     def _feed_id(self, target: TargetMapping, feed: Feed) -> FeedId:
         return (target.table, feed.source, feed.table)
@@ -286,6 +291,10 @@ class ChangeApplier:
         self.refs.leaving.clear()
         return stats
 
+    def unsettled_retries(self, attempts: int = 3) -> int:
+        """Rejected rows not yet retried ``attempts`` times (caught-up waits for them)."""
+        return sum(1 for e in self._retry.values() for n, _ in e.values() if n < attempts)
+
     def _retry_rejected(self, stats: ApplyStats) -> None:
         """Re-apply rejected rows from the current source after everything else in the batch.
 
@@ -293,10 +302,18 @@ class ChangeApplier:
         still ahead in the stream; so rejected rows stay on the list (and in quarantine) and
         are tried again after every batch until they land or their source row is gone.
         """
-        retry, self._retry = self._retry, {}
-        for (table, source, source_table), keys in retry.items():
+        self._batch_no += 1
+        due: dict[FeedId, list[Key]] = {}
+        for fid, entries in self._retry.items():
+            for key, (_attempts, when) in entries.items():
+                if when <= self._batch_no:
+                    due.setdefault(fid, []).append(key)
+        for (table, source, source_table), keys in due.items():
             target = self.mappings.target(table)
             feed = next(f for f in target.feeds if f.source == source and f.table == source_table)
+            entries = self._retry[(table, source, source_table)]
+            attempts = {k: entries.pop(k)[0] for k in keys}
+            self._retry_attempts = attempts
             rows = self._reread(feed, keys)
             gone = [_key_text(k) for k in keys if k not in rows]
             if gone:
@@ -406,25 +423,21 @@ class ChangeApplier:
             )
             stats.deleted += len(gone)
         rejected_keys: list[str] = []
+        transient: list[str] = []
         if mapped.rows.num_rows:
-            rejected_keys = self._upsert(target, feed, mapped, quarantined)
+            rejected = self._upsert(target, feed, mapped, quarantined)
+            rejected_keys = [k for k, _ in rejected]
+            transient = [k for k, reason in rejected if _UNIQUE_VIOLATION in reason]
             stats.upserted += mapped.rows.num_rows - len(rejected_keys)
-        if rejected_keys:
-            # A fresh backfill would not hold a rejected row either: its old version leaves.
-            id_of = dict(zip(mapped.source_keys.to_pylist(), good_ids, strict=True))
-            stale = [(k, id_of[k]) for k in rejected_keys if id_of[k] in before]
-            if stale:
-                ids = [i for _, i in stale]
-                self.refs.leaving.setdefault(target.table, set()).update(ids)
-                self._rederive_dependants(target, feed, [k for k, _ in stale], stats, depth)
-                self._purge_stale_dependants(target.table, ids, stats)
-                self.conn.execute(
-                    sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(_ident(target.table)),
-                    (_params(kind, ids),),
-                )
-                stats.deleted += len(ids)
-        if rejected_keys:
-            self._retry.setdefault(fid, set()).update(keys_of[k] for k in rejected_keys)
+        if transient:
+            # Usually a stale row elsewhere whose fix is still ahead in the stream: try again
+            # after 1, 2, 4 .. 64 batches.
+            entries = self._retry.setdefault(fid, {})
+            previous = self._retry_attempts if retrying else {}
+            for k in transient:
+                key = keys_of[k]
+                n = previous.get(key, 0) + 1
+                entries[key] = (n, self._batch_no + min(64, 2 ** (n - 1)))
         if quarantined:
             stats.quarantined += control_store.quarantine_rows(
                 self.conn,
@@ -461,8 +474,8 @@ class ChangeApplier:
         feed: Feed,
         mapped: MappedBatch,
         quarantined: list[QuarantinedRow],
-    ) -> list[str]:
-        """Upsert mapped rows, dedup losers first; return the source keys the target rejected."""
+    ) -> list[tuple[str, str]]:
+        """Upsert mapped rows, dedup losers first; return (source key, reason) of rejected rows."""
         keys = mapped.source_keys
         parts = [(mapped.rows, keys)]
         loser_keys: set[str] = set()
@@ -474,13 +487,13 @@ class ChangeApplier:
                 (mapped.rows.filter(mask), keys.filter(mask)),
                 (mapped.rows.filter(pc.invert(mask)), keys.filter(pc.invert(mask))),
             ]
-        rejected: list[str] = []
+        rejected: list[tuple[str, str]] = []
         for rows, part_keys in parts:
             if rows.num_rows == 0:
                 continue
             for r in copy_writer.upsert_rows(self.conn, target.table, rows):
                 key = part_keys[r.index].as_py()
-                rejected.append(key)
+                rejected.append((key, r.reason))
                 quarantined.append(
                     QuarantinedRow(key, "rejected_by_target", r.reason, {"source_key": key})
                 )

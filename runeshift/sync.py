@@ -364,6 +364,7 @@ def _follow(
                 options.until_caught_up
                 and not caught_up
                 and all(s is not None and s >= heart.first_seq for s in applied_seq.values())
+                and applier.unsettled_retries() == 0
             ):
                 caught_up = True
                 reader_stop.set()
