@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -35,13 +37,16 @@ def test_servers_are_configured_for_change_capture(sandbox):
         assert pg.execute("SHOW wal_level").fetchone() == ("logical",)
 
 
-def test_up_twice_is_harmless_and_down_removes_everything(tmp_path_factory):
-    home = Path(tmp_path_factory.mktemp("sbx"))
-    os.chmod(home, 0o755)
-    for parent in home.parents:
-        if parent == Path("/tmp"):
-            break
-        os.chmod(parent, 0o755)
+def _home() -> Path:
+    """A world-searchable folder of its own (pytest's basetemp is 0700 and may be pruned
+    by a concurrent pytest run, which the postgres user would then fail to reach)."""
+    home = Path(tempfile.mkdtemp(prefix="runeshift-sbx-"))
+    home.chmod(0o755)
+    return home
+
+
+def test_up_twice_is_harmless_and_down_removes_everything():
+    home = _home()
     first = _cli("sandbox", "up", "--json", home=home)
     assert first.returncode == 0, first.stderr
     up1 = json.loads(first.stdout)
@@ -65,14 +70,11 @@ def test_up_twice_is_harmless_and_down_removes_everything(tmp_path_factory):
     gone = _cli("sandbox", "status", "--json", home=home)
     assert gone.returncode == 1
     assert json.loads(gone.stdout)["exists"] is False
+    shutil.rmtree(home, ignore_errors=True)
 
 
-def test_restart_after_servers_stop(tmp_path_factory):
-    home = Path(tmp_path_factory.mktemp("sbx2"))
-    for parent in [home, *home.parents]:
-        if parent == Path("/tmp"):
-            break
-        os.chmod(parent, 0o755)
+def test_restart_after_servers_stop():
+    home = _home()
     box = Sandbox(home)
     try:
         box.up()
@@ -83,4 +85,4 @@ def test_restart_after_servers_stop(tmp_path_factory):
         assert box.up().all_up
     finally:
         box.down()
-    assert home.exists()
+        shutil.rmtree(home, ignore_errors=True)
