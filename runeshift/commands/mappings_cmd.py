@@ -7,7 +7,8 @@ import typer
 from extract.mysql_source_schema import read_live_schemas
 from runeshift.console import EXIT_CHECK_FAILED, out, print_json, table
 from runeshift.settings import load_settings
-from transform.mapping_drift import check_drift
+from transform.mapping_drift import DriftFinding, check_drift
+from transform.mapping_inverse import ReversibilityFinding, check_reversibility
 from transform.mapping_loader import load_mappings
 
 app = typer.Typer(no_args_is_help=True)
@@ -21,19 +22,32 @@ def check(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> 
     schemas = read_live_schemas(
         {"forums": settings.require("forums_url"), "repo": settings.require("repo_url")}
     )
-    findings = check_drift(mappings, schemas)
+    # Drift (source vs specs) and reversibility (a Rune-written column no inverse can write
+    # back would be lost by a rollback after the write switch); one-way notes are info.
+    reversibility = check_reversibility(mappings)
+    findings: list[DriftFinding | ReversibilityFinding] = [
+        *check_drift(mappings, schemas),
+        *(f for f in reversibility if f.severity == "error"),
+    ]
+    one_way = sorted({f.table for f in reversibility if f.severity != "error"})
     if as_json:
         print_json(
             {
                 "mapping_checksum": mappings.checksum,
                 "ok": not findings,
                 "findings": [f.as_dict() for f in findings],
+                "one_way_tables": one_way,
             }
         )
     elif findings:
         rows = [(f.kind, f.table, f.column or "", f.detail, f.fix) for f in findings]
-        out.print(table("Schema drift", ["finding", "table", "column", "detail", "fix"], rows))
+        out.print(table("Mapping findings", ["finding", "table", "column", "detail", "fix"], rows))
     else:
+        if one_way:
+            out.print(
+                "one-way (not reverse-replicated; the store is being switched off): "
+                + ", ".join(one_way)
+            )
         mapped = sum(len(t.feeds) for t in mappings.targets)
         out.print(
             f"[green]ok[/]: {mapped} source feeds and {len(mappings.excluded_tables)} excluded "
