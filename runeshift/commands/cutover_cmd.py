@@ -80,9 +80,7 @@ def plan(
 
 
 @app.command("status")
-def status(
-    plan_id: str = PLAN_ID, services_dir: Path = SERVICES_DIR, as_json: bool = JSON
-) -> None:
+def status(plan_id: str = PLAN_ID, services_dir: Path = SERVICES_DIR, as_json: bool = JSON) -> None:
     """The plan's stage, applied steps, next stage and journal."""
     runner = _runner(plan_id, services_dir)
     try:
