@@ -379,6 +379,33 @@ class ChangeApplier:
         mapped = map_batch(target, feed, batch, references=self.refs, dedup_losers=losers)
         return mapped, source_key_array(batch, feed.key).to_pylist()
 
+    def _delete_rows(self, table: str, kind: str, ids: list[str]) -> dict[str, str]:
+        """Delete ``ids``; rows other tables still reference are kept: {id: reason}.
+
+        A legacy delete can meet rows the legacy world does not know about (a Shopify
+        order of the deleted member, a row Rune created). Deleting them would break a
+        foreign key, and cascading would destroy data, so the target row stays and the
+        delete goes to quarantine with the constraint named; the stream goes on.
+        """
+        statement = sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(_ident(table))
+        try:
+            with self.conn.transaction():
+                self.conn.execute(statement, (_params(kind, ids),))
+            return {}
+        except psycopg.errors.ForeignKeyViolation:
+            pass
+        kept: dict[str, str] = {}
+        for row_id in ids:
+            try:
+                with self.conn.transaction():
+                    self.conn.execute(statement, (_params(kind, [row_id]),))
+            except psycopg.errors.ForeignKeyViolation as exc:
+                kept[row_id] = (
+                    f"source row deleted, but {table} row is still referenced "
+                    f"({exc.diag.constraint_name}); kept"
+                )
+        return kept
+
     def _apply_primary(
         self,
         target: TargetMapping,
@@ -413,15 +440,21 @@ class ChangeApplier:
         before = existing_ids(self.conn, target.table, kind, [*good_ids, *(i for _, i in leaving)])
         gone = [i for _, i in leaving if i in before]
         gone_keys = [k for k, i in leaving if i in before]
+        blocked_keys: set[str] = set()
         if gone:
             self.refs.leaving.setdefault(target.table, set()).update(gone)
             self._rederive_dependants(target, feed, gone_keys, stats, depth)
             self._purge_stale_dependants(target.table, gone, stats)
-            self.conn.execute(
-                sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(_ident(target.table)),
-                (_params(kind, gone),),
-            )
-            stats.deleted += len(gone)
+            kept = self._delete_rows(target.table, kind, gone)
+            stats.deleted += len(gone) - len(kept)
+            for row_id, reason in kept.items():
+                blocked = gone_keys[gone.index(row_id)]
+                blocked_keys.add(blocked)
+                quarantined.append(
+                    QuarantinedRow(
+                        blocked, "delete_blocked", reason, {"source_key": blocked, "deleted": True}
+                    )
+                )
         rejected_keys: list[str] = []
         transient: list[str] = []
         if mapped.rows.num_rows:
@@ -448,7 +481,7 @@ class ChangeApplier:
                 target_table=target.table,
             )
         landed = sorted(good - set(rejected_keys))
-        settled = landed + [_key_text(k) for k in deletes]
+        settled = landed + [_key_text(k) for k in deletes if _key_text(k) not in blocked_keys]
         if settled:
             control_store.resolve_quarantine(
                 self.conn,

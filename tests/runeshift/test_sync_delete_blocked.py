@@ -1,0 +1,63 @@
+"""A legacy delete that would break a foreign key in Rune is quarantined; the stream goes on."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+
+from runeshift.backfill import run_backfill
+from runeshift.connections import mysql_connect
+from tests.runeshift.test_sync import catch_up, fresh_target, fresh_world, settings_for
+from transform.identity_keys import uuid_for
+
+
+def test_member_with_a_store_order_is_kept_when_deleted_in_legacy(
+    mysql_url, pg_server_url, tmp_path
+):
+    world = fresh_world(mysql_url, scale=0.1, seed=11)
+    target = fresh_target(pg_server_url)
+    settings = settings_for(world, target, tmp_path / "staging")
+    run_backfill(settings)
+    conn = mysql_connect(world["forums_url"])
+    with conn.cursor() as cur:
+        cur.execute("SELECT member_id FROM core_members ORDER BY member_id LIMIT 2")
+        (kept_member,), (deleted_member,) = cur.fetchall()
+    account = str(uuid_for("account", kept_member))
+    with psycopg.connect(target) as pg:  # an order only Rune knows about (e.g. from Shopify)
+        pg.execute(
+            "INSERT INTO rune.orders (id, name, account_id, currency, presentment_currency, subtotal_minor, "
+            "discount_minor, shipping_minor, tax_minor, total_minor, placed_at, updated_at) "
+            "VALUES (%s, '#9001', %s, 'USD', 'USD', 500, 0, 0, 0, 500, now(), now())",
+            (str(uuid.uuid4()), account),
+        )
+    with conn.cursor() as cur:
+        cur.execute(
+            "DELETE FROM core_members WHERE member_id IN (%s, %s)", (kept_member, deleted_member)
+        )
+        cur.execute(
+            "INSERT INTO core_members (name, email, joined) VALUES ('After The Delete', 'after@example.com', 1700000000)"
+        )
+        new_member = cur.lastrowid
+    conn.close()
+
+    catch_up(settings)
+
+    with psycopg.connect(target) as pg:
+        assert pg.execute(
+            "SELECT count(*) FROM rune.accounts WHERE id = %s", (account,)
+        ).fetchone() == (1,)
+        gone = str(uuid_for("account", deleted_member))
+        assert pg.execute(
+            "SELECT count(*) FROM rune.accounts WHERE id = %s", (gone,)
+        ).fetchone() == (0,)
+        (rule, reason) = pg.execute(
+            "SELECT rule, reason FROM runeshift.quarantine WHERE source_table = 'core_members' "
+            "AND source_key = %s AND resolved_at IS NULL",
+            (str(kept_member),),
+        ).fetchone()
+        assert rule == "delete_blocked" and "fk_orders_account_id" in reason
+        # The change after the blocked delete flowed: the stream did not stall.
+        assert pg.execute(
+            "SELECT display_name FROM rune.accounts WHERE legacy_member_id = %s", (new_member,)
+        ).fetchone() == ("After The Delete",)
