@@ -12,6 +12,7 @@ snapshot), the quality suites run over the target, and the run is recorded in
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import time
@@ -313,8 +314,23 @@ def run_reconcile(
     mappings = mappings or load_mappings()
     pg_url = settings.require("postgres_url")
     started = datetime.now(UTC)
-    conn = pg_connect(pg_url)
-    side_conn = pg_connect(pg_url)
+    # The connections are closed on every path, errors before the compare included
+    # (a leaked connection is a ResourceWarning, and an error in the suite).
+    with contextlib.ExitStack() as owned:
+        conn = owned.enter_context(contextlib.closing(pg_connect(pg_url)))
+        side_conn = owned.enter_context(contextlib.closing(pg_connect(pg_url)))
+        return _run(settings, options, mappings, progress, conn, side_conn, started)
+
+
+def _run(
+    settings: Settings,
+    options: ReconcileOptions,
+    mappings: MappingSet,
+    progress: ReconcileProgress | None,
+    conn: psycopg.Connection[Any],
+    side_conn: psycopg.Connection[Any],
+    started: datetime,
+) -> ReconcileReport:
     args = {
         "tables": list(options.tables),
         "sample": options.sample,
@@ -376,7 +392,7 @@ def run_reconcile(
         for r in results:
             if len(r.differences) > MAX_REPORTED_ROWS:
                 r.differences = r.differences[:MAX_REPORTED_ROWS]
-        quality = run_quality_suites(pg_url) if options.quality else []
+        quality = run_quality_suites(settings.require("postgres_url")) if options.quality else []
         conn.rollback()
         finished = datetime.now(UTC)
         report = ReconcileReport(
