@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from runeshift.commands import config_cmd, sandbox_cmd
+from runeshift.commands import registry
 from runeshift.console import EXIT_ERROR, err
 from runeshift.errors import RuneshiftError
 
@@ -25,18 +25,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(config_cmd.app, name="config", help="Show the effective settings (secrets masked).")
-app.add_typer(sandbox_cmd.app, name="sandbox", help="Throwaway local MariaDB + PostgreSQL servers.")
 
 
-def _register_optional() -> None:
-    """Command groups added by later pipeline stages register themselves here."""
-    from runeshift.commands import registry
-
-    registry.register_all(app)
-
-
-_register_optional()
+registry.register_all(app)
 
 
 @app.callback()

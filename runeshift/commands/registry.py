@@ -1,63 +1,69 @@
-"""Command groups of the pipeline stages, registered in pipeline order.
+"""Every command group, registered in pipeline order and shown in panels by stage.
 
-A stage adds one line here when its command module exists; keeping the list in
-one place makes ``runeshift --help`` read like the pipeline.
+Keeping the list in one place makes ``runeshift --help`` read like the pipeline:
+set up, migrate, verify, switch over.
 """
 
 from __future__ import annotations
 
 import typer
 
+SETUP, MIGRATE, VERIFY, SWITCH = "Set up", "Migrate", "Verify", "Switch over"
+
 
 def register_all(app: typer.Typer) -> None:
-    # Stage command modules are appended below as they land.
-    from runeshift.commands import sample_cmd
-
-    app.add_typer(
-        sample_cmd.app, name="sample", help="Generate sample data: the legacy MySQL world."
+    from runeshift.commands import (
+        archive_cmd,
+        backfill_cmd,
+        config_cmd,
+        cutover_cmd,
+        drill_cmd,
+        mappings_cmd,
+        reconcile_cmd,
+        reverse_cmd,
+        sample_cmd,
+        sandbox_cmd,
+        schema_cmd,
+        services_cmd,
+        sync_cmd,
     )
-    from runeshift.commands import schema_cmd
 
-    app.add_typer(schema_cmd.app, name="schema", help="Create or upgrade the Postgres schemas.")
-    from runeshift.commands import backfill_cmd, mappings_cmd
+    def group(sub: typer.Typer, name: str, panel: str, text: str) -> None:
+        app.add_typer(sub, name=name, help=text, rich_help_panel=panel)
 
-    app.add_typer(
-        mappings_cmd.app,
-        name="mappings",
-        help="Check the mapping specs against the source; show one.",
+    group(config_cmd.app, "config", SETUP, "Show the effective settings (secrets masked).")
+    group(sandbox_cmd.app, "sandbox", SETUP, "Throwaway local MariaDB + PostgreSQL servers.")
+    group(
+        sample_cmd.app, "sample", SETUP, "Sample data: the legacy world, the store, live traffic."
     )
-    app.command("backfill", help="Snapshot the legacy databases and load them into Rune.")(
-        backfill_cmd.backfill
+    group(schema_cmd.app, "schema", SETUP, "Create or upgrade the Postgres schemas.")
+    group(
+        mappings_cmd.app, "mappings", SETUP, "Check the mapping specs against the source; show one."
     )
-    from runeshift.commands import reconcile_cmd
-
-    app.command("reconcile", help="Compare source (through the mappings) and target; reports.")(
-        reconcile_cmd.reconcile
+    app.command(
+        "backfill",
+        help="Snapshot the legacy databases and load them into Rune.",
+        rich_help_panel=MIGRATE,
+    )(backfill_cmd.backfill)
+    group(sync_cmd.app, "sync", MIGRATE, "Follow the legacy binlogs into Rune; 'sync status'.")
+    app.command(
+        "reconcile",
+        help="Compare source (through the mappings) and target; reports.",
+        rich_help_panel=VERIFY,
+    )(reconcile_cmd.reconcile)
+    group(
+        services_cmd.app,
+        "services",
+        SWITCH,
+        "The services being cut over: up, status, route, down.",
     )
-    from runeshift.commands import sync_cmd
-
-    app.add_typer(
-        sync_cmd.app, name="sync", help="Follow the legacy binlogs into Rune; 'sync status'."
+    group(cutover_cmd.app, "cutover", SWITCH, "The staged, journaled switch to Rune.")
+    group(
+        reverse_cmd.app, "reverse", SWITCH, "Write Rune's changes back to legacy (soak, rollback)."
     )
-    from runeshift.commands import reverse_cmd
-
-    app.add_typer(
-        reverse_cmd.app, name="reverse", help="Write Rune's changes back to legacy (soak)."
-    )
-    from runeshift.commands import archive_cmd
-
-    app.add_typer(archive_cmd.app, name="archive", help="Archive the legacy world; verify it.")
-    from runeshift.commands import cutover_cmd
-
-    app.add_typer(cutover_cmd.app, name="cutover", help="The staged, journaled switch to Rune.")
-    from runeshift.commands import services_cmd
-
-    app.add_typer(
-        services_cmd.app, name="services", help="The services being cut over: up, status, down."
-    )
-    from runeshift.commands import drill_cmd
-
-    app.command("drill", help="The whole world under load through a complete cutover; scorecard.")(
-        drill_cmd.drill
-    )
-    return None
+    group(archive_cmd.app, "archive", SWITCH, "Archive the legacy world at complete; verify it.")
+    app.command(
+        "drill",
+        help="The whole world under load through a complete cutover; scorecard.",
+        rich_help_panel=SWITCH,
+    )(drill_cmd.drill)
