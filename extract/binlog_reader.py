@@ -37,6 +37,12 @@ _DDL = re.compile(
 )
 
 
+# The reverse writer's bookkeeping (load/legacy_writer.py): a transaction that moves this row
+# was written by reverse replication, and the forward follower must not apply it again.
+REVERSE_STATE_DATABASE = "runeshift_state"
+REVERSE_POSITION_TABLE = "runeshift_reverse_position"
+
+
 @dataclass(frozen=True)
 class RowChange:
     table: str
@@ -61,6 +67,9 @@ class BinlogTransaction:
     ddl: list[SchemaChange] = field(default_factory=list)
     heartbeats: list[int] = field(default_factory=list)
     timestamp: int = 0
+    # Written by the reverse writer (it moves its position row in the same transaction):
+    # applying it again would echo Rune's own change back into Rune.
+    from_reverse_writer: bool = False
 
 
 def binlog_files(url: str) -> list[str]:
@@ -164,7 +173,7 @@ class BinlogReader:
                 MariadbGtidEvent,
                 HeartbeatLogEvent,
             ],
-            only_schemas=[self.database],
+            only_schemas=[self.database, REVERSE_STATE_DATABASE],
             is_mariadb=True,
             slave_heartbeat=0.5,
             enable_logging=False,
@@ -238,6 +247,8 @@ class BinlogReader:
                         current.ddl.append(SchemaChange(match.group(3), query))
                 end = True
             if end:
+                if current.from_reverse_writer:
+                    current.changes.clear()  # the position still advances past it
                 gtid = pending_gtid
                 current.position = BinlogPosition(log_file, int(stream.log_pos), gtid)
                 current.timestamp = int(event.timestamp)
@@ -246,6 +257,10 @@ class BinlogReader:
 
     def _add_rows(self, txn: BinlogTransaction, event: Any) -> None:
         table = str(event.table)
+        if _text(event.schema) == REVERSE_STATE_DATABASE:
+            if table == REVERSE_POSITION_TABLE:
+                txn.from_reverse_writer = True
+            return
         if table == self.heartbeat_table:
             for row in event.rows:
                 if "after_values" in row:

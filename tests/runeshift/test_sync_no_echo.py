@@ -1,0 +1,53 @@
+"""The forward follower skips what the reverse writer wrote (no echo of Rune's own changes)."""
+
+from __future__ import annotations
+
+import psycopg
+
+from runeshift.backfill import run_backfill
+from runeshift.connections import mysql_connect
+from tests.runeshift.test_sync import catch_up, fresh_target, fresh_world, settings_for
+
+
+def test_transactions_of_the_reverse_writer_are_not_applied_forward(
+    mysql_url, pg_server_url, tmp_path
+):
+    world = fresh_world(mysql_url, scale=0.1, seed=12)
+    target = fresh_target(pg_server_url)
+    settings = settings_for(world, target, tmp_path / "staging")
+    run_backfill(settings)
+    conn = mysql_connect(world["forums_url"], autocommit=False)
+    with conn.cursor() as cur:
+        cur.execute("SELECT member_id FROM core_members ORDER BY member_id LIMIT 2")
+        (echoed,), (plain,) = cur.fetchall()
+        cur.execute("CREATE DATABASE IF NOT EXISTS runeshift_state")
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS runeshift_state.runeshift_reverse_position "
+            "(slot VARCHAR(64) PRIMARY KEY, lsn VARCHAR(32)) ENGINE=InnoDB"
+        )
+        conn.commit()
+        # What the reverse writer does: legacy rows and its position, one transaction.
+        cur.execute(
+            "UPDATE core_members SET name = 'Written By Reverse' WHERE member_id = %s", (echoed,)
+        )
+        cur.execute(
+            "REPLACE INTO runeshift_state.runeshift_reverse_position VALUES ('rune', '0/1')"
+        )
+        conn.commit()
+        cur.execute(
+            "UPDATE core_members SET name = 'Written By Legacy' WHERE member_id = %s", (plain,)
+        )
+        conn.commit()
+    conn.close()
+
+    catch_up(settings)
+
+    with psycopg.connect(target) as pg:
+        names = dict(
+            pg.execute(
+                "SELECT legacy_member_id, display_name FROM rune.accounts WHERE legacy_member_id = ANY(%s)",
+                ([echoed, plain],),
+            ).fetchall()
+        )
+    assert names[plain] == "Written By Legacy"
+    assert names[echoed] != "Written By Reverse"
