@@ -225,7 +225,7 @@ def test_member_data_is_untouched_by_the_merge(backfilled, world) -> None:
     )
     assert rows
     customers = {c["id"]: c for c in _docs(world, "customers")}
-    for member_id, display_name, email, cid in _rows(
+    for _member_id, display_name, email, cid in _rows(
         pg,
         "SELECT legacy_member_id, display_name, email, shopify_customer_id FROM rune.accounts "
         "WHERE legacy_member_id IS NOT NULL AND shopify_customer_id IS NOT NULL",
