@@ -43,6 +43,7 @@ from cutover.steps import (
     SwitchWriteRoute,
     VerifyWindow,
 )
+from cutover.warm_connections import MySQLConnections
 from cutover.window_verifier import LedgerWindowVerifier, WindowVerifier
 from cutover.write_pause_predictor import PauseInputs, PausePrediction, predict_pause
 from runeshift.connections import pg_connect
@@ -63,6 +64,9 @@ class PlanOptions:
     catch_up_timeout_s: float = 10.0
     read_sample_size: int = 20
     reconcile_sample: float | None = None
+    # Issue 8: prepare reverse replication at the write switch and soak before complete.
+    soak: bool = False
+    soak_timeout_s: float = 60.0
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,12 +181,16 @@ def build_stages(
     src = sources(settings)
     pg_url = settings.require("postgres_url")
     lag = lag or FollowerLag(settings)
-    verifier = verifier or LedgerWindowVerifier(src["repo"], pg_url, ledger_db)
+    # Kept open from the step before the hold to the open, then closed (see warm_connections).
+    warm = MySQLConnections()
+    verifier = verifier or LedgerWindowVerifier(src["repo"], pg_url, ledger_db, connections=warm)
     proxy = services.proxy
     legacy_fence, rune_fence = services.legacy_fence, services.rune_fence
     measurer = PauseMeasurer(lag, verifier, services, journal)
     lag_gate = CatchUpLagGate(lag, threshold_s=options.lag_threshold_s, samples=options.lag_samples)
-    drain = DrainCatchUp(src, pg_url, legacy_fence, timeout_s=options.catch_up_timeout_s)
+    drain = DrainCatchUp(
+        src, pg_url, legacy_fence, timeout_s=options.catch_up_timeout_s, connections=warm
+    )
     service_urls = {"legacy": services.legacy_url, "rune": services.rune_url}
     stages = [
         Stage(
@@ -323,6 +331,20 @@ def open_runner(
             ledger_db=ledger_db or "runeshift_standin",
             lag=lag,
         )
+        if options.soak:
+            from cutover.soak import SoakReverseReplication, with_soak
+
+            stages = with_soak(
+                stages,
+                settings,
+                services.legacy_fence,
+                services.rune_fence,
+                services.rune_url,
+                lag_threshold_s=options.lag_threshold_s,
+                timeout_s=options.soak_timeout_s,
+                drain_timeout_s=options.drain_timeout_s,
+            )
+            reverse_replication = reverse_replication or SoakReverseReplication(settings)
         return CutoverRunner(
             journal,
             stages,

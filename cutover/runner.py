@@ -5,7 +5,10 @@ and step are in the journal (``journal.py``), written before and after each step
 process can pick a plan up where another one died. Advancing into a stage checks all its
 gates (each failure is reported by name, nothing changes, exit 1), then applies its steps
 in order, skipping those the journal shows done and re-applying the one that was running
-(steps are idempotent). The Rune service's health is checked before and after every step.
+(steps are idempotent). The Rune service's health is checked before a stage's first step
+and after every step, except between steps that keep writes held (``writes_held_after``):
+there it is checked before the hold and after the last step, so held writes do not wait
+on it.
 A step that fails inside a stage with ``undo_on_failure`` has the stage's applied steps
 reversed at once, so a failed write switch never leaves writes held. Rolling back reverses
 every applied step, newest first; it is refused when an applied step is a point of no
@@ -239,10 +242,26 @@ class CutoverRunner:
         return results
 
     def _enter(self, stage: Stage, result: RunResult) -> None:
-        for step in stage.steps:
+        try:
+            self._apply_steps(stage, result)
+        finally:
+            for step in stage.steps:  # close what steps kept open for the stage
+                release = getattr(step, "release", None)
+                if release is not None:
+                    release()
+
+    def _apply_steps(self, stage: Stage, result: RunResult) -> None:
+        # ``checked``: health was checked after the previous step and nothing ran since, so
+        # the next step's "before" check would repeat it. ``unchecked``: a step that left
+        # writes held whose "after" check was deferred (held writes wait on every round
+        # trip); the next step runs at once and the check follows the stage's later steps.
+        checked = False
+        unchecked: Step | None = None
+        for index, step in enumerate(stage.steps):
             if self.journal.step_done(stage.name, step.name):
                 continue
-            self._check_health(stage.name, step.name, "before")
+            if not checked:
+                self._check_health(stage.name, step.name, "before")
             self.journal.record(stage.name, step.name, "apply", "started")
             started = time.monotonic()
             try:
@@ -261,7 +280,14 @@ class CutoverRunner:
             result.steps.append(record)
             if self.on_step:
                 self.on_step(record)
-            self._check_health(stage.name, step.name, "after")
+            checked = True
+            if getattr(step, "writes_held_after", False) and index + 1 < len(stage.steps):
+                unchecked = step
+            else:
+                unchecked = None
+                self._check_health(stage.name, step.name, "after")
+        if unchecked is not None:
+            self._check_health(stage.name, unchecked.name, "after")
 
     def _undo(self, stage: Stage, result: RunResult) -> None:
         applied = [n for s, n in self.journal.applied_steps() if s == stage.name]

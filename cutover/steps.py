@@ -9,6 +9,13 @@ measured or marked; the runner journals it, and later steps read it through the 
 ``point_of_no_return`` marks the step after which legacy no longer has every write: once
 Rune's writes are open, going back needs reverse replication (Vitess: "you will not be
 able to rollback once you have switched write traffic" without it).
+
+``release()`` (optional) is called when the runner leaves the step's stage, applied or
+not: a step closes there what it kept open for the later steps of its stage.
+
+``writes_held_after`` (optional, default false) marks a step that leaves writes held: the
+runner then skips the health check between it and the next step of its stage, so held
+writes do not wait for /ready round trips (it checks before the hold and after the open).
 """
 
 from __future__ import annotations
@@ -19,9 +26,10 @@ from typing import Any, Protocol
 import psycopg
 
 from cutover.service_controls import TrafficProxy, WriteFence
+from cutover.warm_connections import MySQLConnections
 from cutover.window_verifier import WindowVerifier
 from reconcile.settle_window import BinlogPoint, wait_until_applied
-from runeshift.connections import mysql_connect, pg_connect
+from runeshift.connections import pg_connect
 from runeshift.errors import FatalError, TransientError
 
 
@@ -88,6 +96,7 @@ class HoldWrites:
 
     name = "hold_writes"
     point_of_no_return = False
+    writes_held_after = True
 
     def __init__(
         self,
@@ -130,6 +139,7 @@ class DrainCatchUp:
 
     name = "drain_catch_up"
     point_of_no_return = False
+    writes_held_after = True
 
     def __init__(
         self,
@@ -139,8 +149,11 @@ class DrainCatchUp:
         *,
         timeout_s: float,
         poll_s: float = 0.01,
+        connections: MySQLConnections | None = None,
     ) -> None:
         self._sources = sources
+        # Opened by the first wait (before the hold), reused while writes are held.
+        self._conns = connections or MySQLConnections()
         self._pg_url = postgres_url
         self._legacy = legacy_fence
         self._timeout_s = timeout_s
@@ -152,15 +165,10 @@ class DrainCatchUp:
             f"{self._timeout_s:.0f} s until the catch-up has applied it"
         )
 
-    @staticmethod
-    def _binlog_end(url: str) -> dict[str, Any]:
-        conn = mysql_connect(url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SHOW MASTER STATUS")
-                row = cur.fetchone()
-        finally:
-            conn.close()
+    def _binlog_end(self, url: str) -> dict[str, Any]:
+        with self._conns.connection(url) as conn, conn.cursor() as cur:
+            cur.execute("SHOW MASTER STATUS")
+            row = cur.fetchone()
         if row is None:
             raise FatalError("SHOW MASTER STATUS returned nothing: the source has no binlog")
         return {"file": str(row[0]), "position": int(row[1])}
@@ -175,6 +183,7 @@ class DrainCatchUp:
     def wait_applied(self) -> dict[str, Any]:
         """Wait until the follower has applied each source's binlog as it ends now."""
         started = time.monotonic()
+        self._conns.keep_open()
         waited: dict[str, Any] = {}
         ends = {source: self._binlog_end(url) for source, url in sorted(self._sources.items())}
         conn: psycopg.Connection[Any] = pg_connect(self._pg_url, autocommit=True)
@@ -199,6 +208,10 @@ class DrainCatchUp:
         finally:
             conn.close()
         return {"positions": waited, "seconds": round(time.monotonic() - started, 4)}
+
+    def release(self) -> None:
+        """Close the connections kept open for the stage (the runner calls it on leaving)."""
+        self._conns.release()
 
     def reverse(self, ctx: StepContext) -> dict[str, Any]:
         return {}
@@ -251,6 +264,7 @@ class VerifyWindow:
 
     name = "verify_window"
     point_of_no_return = False
+    writes_held_after = True
 
     def __init__(self, verifier: WindowVerifier) -> None:
         self._verifier = verifier
@@ -284,6 +298,7 @@ class SwitchWriteRoute:
 
     name = "switch_write_route"
     point_of_no_return = False
+    writes_held_after = True
 
     def __init__(
         self,

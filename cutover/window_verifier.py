@@ -18,7 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from runeshift.connections import mysql_connect, parse_mysql_url, pg_connect
+from cutover.warm_connections import MySQLConnections
+from runeshift.connections import parse_mysql_url, pg_connect
 from transform.identity_keys import uuid_for
 
 MAX_REPORTED = 20
@@ -58,20 +59,24 @@ class WindowVerifier(Protocol):
 class LedgerWindowVerifier:
     """Window = the stand-in's ledger rows since the mark; see the module note."""
 
-    def __init__(self, repo_url: str, postgres_url: str, ledger_db: str) -> None:
+    def __init__(
+        self,
+        repo_url: str,
+        postgres_url: str,
+        ledger_db: str,
+        *,
+        connections: MySQLConnections | None = None,
+    ) -> None:
         self._repo_url = repo_url
+        self._conns = connections or MySQLConnections()
         self._postgres_url = postgres_url
         self._ledger_db = ledger_db
         self._repo_db = parse_mysql_url(repo_url).database
 
     def mark(self) -> str:
-        conn = mysql_connect(self._repo_url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f')")
-                row = cur.fetchone()
-        finally:
-            conn.close()
+        with self._conns.connection(self._repo_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f')")
+            row = cur.fetchone()
         assert row is not None
         return str(row[0])
 
@@ -84,35 +89,27 @@ class LedgerWindowVerifier:
         than its insert, so the oldest running transaction's start (whole seconds, rounded
         down: earlier is safe) bounds every such row.
         """
-        conn = mysql_connect(self._repo_url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT DATE_FORMAT(LEAST(NOW(6), COALESCE(MIN(trx_started), NOW(6))), "
-                    "'%Y-%m-%d %H:%i:%s.%f') FROM information_schema.innodb_trx"
-                )
-                row = cur.fetchone()
-        finally:
-            conn.close()
+        with self._conns.connection(self._repo_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT DATE_FORMAT(LEAST(NOW(6), COALESCE(MIN(trx_started), NOW(6))), "
+                "'%Y-%m-%d %H:%i:%s.%f') FROM information_schema.innodb_trx"
+            )
+            row = cur.fetchone()
         assert row is not None
         return str(row[0])
 
     def verify(self, since: str, until: str | None = None) -> WindowResult:
         """Compare the ledger rows applied in ``[since, until)`` (``until`` open: no bound)."""
         started = time.monotonic()
-        conn = mysql_connect(self._repo_url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    f"SELECT w.request_id, l.id, l.member_id, l.script_id, l.kind "
-                    f"FROM `{self._ledger_db}`.write_requests w "
-                    f"LEFT JOIN `{self._repo_db}`.licenses l ON l.id = w.legacy_license_id "
-                    f"WHERE w.applied_at >= %s AND w.applied_at < COALESCE(%s, '9999-12-31')",
-                    (since, until),
-                )
-                legacy = list(cur.fetchall())
-        finally:
-            conn.close()
+        with self._conns.connection(self._repo_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                f"SELECT w.request_id, l.id, l.member_id, l.script_id, l.kind "
+                f"FROM `{self._ledger_db}`.write_requests w "
+                f"LEFT JOIN `{self._repo_db}`.licenses l ON l.id = w.legacy_license_id "
+                f"WHERE w.applied_at >= %s AND w.applied_at < COALESCE(%s, '9999-12-31')",
+                (since, until),
+            )
+            legacy = list(cur.fetchall())
         mismatched: list[str] = []
         wanted: dict[str, tuple[str, int, int, str]] = {}
         for request_id, license_id, member_id, script_id, kind in legacy:
