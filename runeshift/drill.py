@@ -32,15 +32,18 @@ from cutover.catch_up_lag import FollowerLag
 from cutover.cutover_plan import PlanOptions, create_plan, open_runner
 from cutover.journal import CutoverJournal
 from cutover.runner import CRASH_ENV, CRASH_EXIT_CODE
+from cutover.soak import SOAK
 from cutover.stages import STAGE_ORDER
 from load.target_schema import upgrade
 from runeshift.backfill import run_backfill
+from runeshift.connections import mysql_connect, pg_connect
 from runeshift.errors import FatalError
 from runeshift.sample.legacy_world import generate_legacy_world
 from runeshift.sandbox import Sandbox
 from runeshift.settings import Settings, load_settings
 from runeshift.sync import SyncOptions, run_sync
-from services.load.load_generator import WRITE_KINDS, LoadGenerator
+from services.legacy_service.standin_ledger import check_ledger_name
+from services.load.load_generator import WRITE_KINDS, AckedWrite, LoadGenerator
 from services.load.world_ids import world_ids_from_rune
 from services.load.write_audit import find_lost_writes
 from services.world import ServiceWorld
@@ -59,6 +62,8 @@ class DrillOptions:
     warmup_s: float = 5.0
     settle_s: float = 3.0
     keep: bool = False
+    # "soak": advance to the soak stage (reverse replication running), then roll back.
+    rollback_from: str | None = None
 
 
 @dataclass
@@ -86,6 +91,7 @@ class Scorecard:
     chaos: str
     kills: int
     seconds: float
+    rollback_from: str | None = None
     bounds: list[Bound] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
 
@@ -143,6 +149,41 @@ def _cutover_subprocess(
     return done.returncode
 
 
+def find_lost_in_legacy(
+    settings: Settings, ledger_db: str, acknowledged: list[AckedWrite]
+) -> list[AckedWrite]:
+    """Acknowledged writes legacy does not have after a rollback: neither in the stand-in's
+    ledger (applied by legacy) nor, for a write Rune applied, a legacy ``licenses`` row
+    under the Rune row's ``legacy_license_id`` (brought back by reverse replication)."""
+    check_ledger_name(ledger_db)
+    lost: list[AckedWrite] = []
+    conn = mysql_connect(settings.require("repo_url"))
+    try:
+        with pg_connect(settings.require("postgres_url"), autocommit=True) as pg:
+            for write in acknowledged:
+                with conn.cursor() as cur:
+                    cur.execute(
+                        f"SELECT 1 FROM `{ledger_db}`.write_requests WHERE request_id = %s",
+                        (write.request_id,),
+                    )
+                    if cur.fetchone() is not None:
+                        continue
+                row = pg.execute(
+                    "SELECT legacy_license_id FROM rune.licenses WHERE id::text = %s",
+                    (write.license_id,),
+                ).fetchone()
+                if row is None or row[0] is None:
+                    lost.append(write)
+                    continue
+                with conn.cursor() as cur:
+                    cur.execute("SELECT 1 FROM licenses WHERE id = %s", (row[0],))
+                    if cur.fetchone() is None:
+                        lost.append(write)
+    finally:
+        conn.close()
+    return lost
+
+
 def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None = None) -> Scorecard:
     """Run the drill (see the module note) and score it."""
     say = progress or (lambda _: None)
@@ -187,7 +228,12 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
         ).start()
         load_started_wall = time.time()
         time.sleep(options.warmup_s)
-        plan_id = create_plan(settings, None, PlanOptions())
+        soak = options.rollback_from == "soak"
+        if options.rollback_from not in (None, "soak"):
+            raise FatalError(f"--rollback-from supports 'soak', not {options.rollback_from!r}")
+        if soak and options.chaos != "none":
+            raise FatalError("--rollback-from soak runs without --chaos")
+        plan_id = create_plan(settings, None, PlanOptions(soak=soak))
         lags: dict[str, float | None] = {}
         kills = 0
         if options.chaos == "runeshift":
@@ -204,7 +250,7 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
         else:
             runner = open_runner(settings, plan_id, services=world, ledger_db=world.state.ledger_db)
             try:
-                for stage in STAGE_ORDER:
+                for stage in runner.stages.names:
                     result = runner.advance()
                     if not result.ok:
                         raise FatalError(
@@ -213,6 +259,14 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
                         )
                     lags[stage] = lag.read().lag_s
                     say(f"stage {stage} reached (lag {lags[stage]})")
+                    if soak and stage == SOAK:
+                        time.sleep(options.settle_s)  # writes land on Rune and flow back
+                        say("rollback from soak")
+                        back = runner.rollback()
+                        if not back.ok:
+                            raise FatalError(f"the rollback from soak was refused: {back.refused}")
+                        lags["rolled_back"] = lag.read().lag_s
+                        break
             finally:
                 runner.journal.close()
         time.sleep(options.settle_s)
@@ -221,7 +275,11 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
         outcomes = load.outcomes
         load = None
         say("lost-write audit")
-        lost = find_lost_writes(pg_url, acked)
+        lost = (
+            find_lost_in_legacy(settings, world.state.ledger_db, acked)
+            if soak
+            else find_lost_writes(pg_url, acked)
+        )
         with CutoverJournal(pg_url, plan_id) as journal:
             entries = journal.entries()
         done = [e for e in entries if e.action == "apply" and e.status == "done"]
@@ -237,7 +295,32 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
         )
         fence_hold = 0.0
         held: list[float] = []
-        if hold and opened:
+        if soak:
+            # Both switches: legacy -> Rune (hold .. open) and back (the rollback's hold ..
+            # the legacy fence opening again).
+            back_hold = [
+                e for e in entries if e.step == "start_reverse_follower" and e.action == "reverse"
+            ]
+            back_open = [
+                e
+                for e in entries
+                if e.step == "hold_writes" and e.action == "reverse" and e.status == "done"
+            ]
+            windows = []
+            if hold and opened:
+                windows.append((hold[0].at, opened[-1].at))
+            if back_hold and back_open:
+                windows.append((back_hold[0].at, back_open[-1].at))
+            for a, b in windows:
+                t0 = a.timestamp() - load_started_wall
+                t1 = b.timestamp() - load_started_wall
+                fence_hold = max(fence_hold, t1 - t0)
+                held += [
+                    o.latency_ms / 1000
+                    for o in outcomes
+                    if o.kind in WRITE_KINDS and t0 - 0.05 <= o.sent_at <= t1 + 0.05
+                ]
+        elif hold and opened:
             t0 = hold[-1].at.timestamp() - load_started_wall
             t1 = opened[-1].at.timestamp() - load_started_wall
             fence_hold = t1 - t0
@@ -263,6 +346,7 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
             kills=kills,
             seconds=round(time.monotonic() - started, 1),
             failures=dict(summary.failures),
+            rollback_from=options.rollback_from,
         )
         card.bounds = [
             Bound("failed requests", "0", str(card.failed_requests), card.failed_requests == 0),

@@ -1,4 +1,4 @@
-"""``runeshift drill [--rate N] [--scale S] [--chaos none|runeshift] [--json]``.
+"""``runeshift drill [--rate N] [--scale S] [--chaos none|runeshift] [--rollback-from soak] [--json]``.
 
 Exit code 1 when the scorecard breaks a bound (a failed request, a lost write, a write
 pause of 1 s or more, a reconcile that is not clean), 2 on an error.
@@ -19,13 +19,27 @@ def drill(
     chaos: str = typer.Option(
         "none", "--chaos", help="'runeshift': kill the cutover process between steps."
     ),
+    rollback_from: str | None = typer.Option(
+        None,
+        "--rollback-from",
+        help="'soak': advance to the soak stage under load, then roll back to legacy.",
+    ),
     keep: bool = typer.Option(False, "--keep", help="Leave the services running afterwards."),
     as_json: bool = typer.Option(False, "--json", help="Print the scorecard as JSON."),
 ) -> None:
     """Start the whole world, load it, run backfill, catch-up, reconcile and the cutover."""
     if chaos not in ("none", "runeshift"):
         raise typer.BadParameter("--chaos must be 'none' or 'runeshift'")
-    options = DrillOptions(rate=rate, scale=scale, seed=seed, chaos=chaos, keep=keep)  # type: ignore[arg-type]
+    if rollback_from not in (None, "soak"):
+        raise typer.BadParameter("--rollback-from supports 'soak'")
+    options = DrillOptions(
+        rate=rate,
+        scale=scale,
+        seed=seed,
+        chaos=chaos,  # type: ignore[arg-type]
+        keep=keep,
+        rollback_from=rollback_from,
+    )
     card = run_drill(
         options, progress=None if as_json else lambda m: err.print(f"[dim]drill:[/] {m}")
     )
@@ -46,6 +60,7 @@ def drill(
             ("fences held s", f"{card.fence_hold_s:.3f}"),
             ("reconcile", card.reconcile),
             ("chaos kills", f"{card.kills} ({card.chaos})"),
+            ("rollback from", card.rollback_from or "-"),
             *[
                 (f"lag at {stage} s", "-" if v is None else f"{v:.3f}")
                 for stage, v in card.lag_at_stage_s.items()
