@@ -7,6 +7,7 @@ the end. Tests that need isolation create their own databases on it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 
 from runeshift.sandbox import Sandbox, SandboxStatus
+from runeshift.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +85,35 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="migration")
     yield endpoint
     server.stop()
+
+
+@contextlib.contextmanager
+def backfilled_world(
+    mysql_url: str, pg_server_url: str, home: Path, *, forums_db: str, repo_db: str, seed: int
+) -> Iterator[Settings]:
+    """A generated legacy world (scale 0.1) in its own databases, backfilled into a fresh
+    target database that is dropped afterwards; yields the settings pointing at both."""
+    from load.target_schema import upgrade
+    from runeshift.backfill import run_backfill
+    from runeshift.sample.legacy_world import generate_legacy_world
+
+    generate_legacy_world(mysql_url, scale=0.1, seed=seed, forums_db=forums_db, repo_db=repo_db)
+    name = f"{forums_db.split('_')[0]}_{uuid.uuid4().hex[:10]}"
+    admin = pg_server_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    target = pg_server_url.rsplit("/", 1)[0] + "/" + name
+    upgrade(target)
+    settings = Settings(
+        forums_url=mysql_url + forums_db,
+        repo_url=mysql_url + repo_db,
+        postgres_url=target,
+        staging=str(home / "staging"),
+        home=home,
+    )
+    run_backfill(settings)
+    try:
+        yield settings
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

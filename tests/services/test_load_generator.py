@@ -5,46 +5,28 @@ switch under load (hold at legacy, route to Rune, forward what was held)."""
 from __future__ import annotations
 
 import time
-import uuid
 
-import psycopg
 import pytest
 
-from load.target_schema import upgrade
-from runeshift.backfill import run_backfill
 from runeshift.errors import ConfigError
-from runeshift.sample.legacy_world import generate_legacy_world
 from runeshift.settings import Settings
 from runeshift.sync import SyncOptions, run_sync
 from services.load.load_generator import LoadGenerator, LoadMix
 from services.load.world_ids import WorldIds, world_ids_from_legacy, world_ids_from_rune
 from services.load.write_audit import find_lost_writes
 from services.world import ServiceWorld
+from tests.conftest import backfilled_world
 
 FORUMS, REPO, LEDGER = "ld_forums", "ld_repo", "ld_standin"
 
 
 @pytest.fixture(scope="module")
 def settings(mysql_url: str, pg_server_url: str, tmp_path_factory: pytest.TempPathFactory):
-    generate_legacy_world(mysql_url, scale=0.1, seed=14, forums_db=FORUMS, repo_db=REPO)
-    name = f"ld_{uuid.uuid4().hex[:10]}"
-    admin = pg_server_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as pg:
-        pg.execute(f"CREATE DATABASE {name}")
-    target = pg_server_url.rsplit("/", 1)[0] + "/" + name
-    upgrade(target)
     home = tmp_path_factory.mktemp("home")
-    result = Settings(
-        forums_url=mysql_url + FORUMS,
-        repo_url=mysql_url + REPO,
-        postgres_url=target,
-        staging=str(home / "staging"),
-        home=home,
-    )
-    run_backfill(result)
-    yield result
-    with psycopg.connect(admin, autocommit=True) as pg:
-        pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with backfilled_world(
+        mysql_url, pg_server_url, home, forums_db=FORUMS, repo_db=REPO, seed=14
+    ) as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -19,15 +19,13 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from load.target_schema import upgrade
-from runeshift.backfill import run_backfill
 from runeshift.errors import TransientError
-from runeshift.sample.legacy_world import generate_legacy_world
 from runeshift.sandbox.server_process import pid_alive
 from runeshift.settings import Settings
 from services.proxy.haproxy_config import ProxyConfig, render_config
 from services.proxy.runtime_client import Routes
 from services.world import ServiceWorld
+from tests.conftest import backfilled_world
 
 FORUMS, REPO, LEDGER = "px_forums", "px_repo", "px_standin"
 
@@ -45,25 +43,11 @@ def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict, di
 
 @pytest.fixture(scope="module")
 def settings(mysql_url: str, pg_server_url: str, tmp_path_factory: pytest.TempPathFactory):
-    generate_legacy_world(mysql_url, scale=0.1, seed=13, forums_db=FORUMS, repo_db=REPO)
-    name = f"px_{uuid.uuid4().hex[:10]}"
-    admin = pg_server_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as pg:
-        pg.execute(f"CREATE DATABASE {name}")
-    target = pg_server_url.rsplit("/", 1)[0] + "/" + name
-    upgrade(target)
     home = tmp_path_factory.mktemp("home")
-    result = Settings(
-        forums_url=mysql_url + FORUMS,
-        repo_url=mysql_url + REPO,
-        postgres_url=target,
-        staging=str(home / "staging"),
-        home=home,
-    )
-    run_backfill(result)
-    yield result
-    with psycopg.connect(admin, autocommit=True) as pg:
-        pg.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with backfilled_world(
+        mysql_url, pg_server_url, home, forums_db=FORUMS, repo_db=REPO, seed=13
+    ) as settings:
+        yield settings
 
 
 @pytest.fixture

@@ -16,13 +16,11 @@ import uuid
 import psycopg
 import pytest
 
-from load.target_schema import upgrade
-from runeshift.backfill import run_backfill
 from runeshift.connections import mysql_connect
-from runeshift.sample.legacy_world import generate_legacy_world
 from runeshift.settings import Settings
 from services.rune_service.http_api import ServiceServer
 from services.rune_service.rune_store import RuneStore
+from tests.conftest import backfilled_world
 from transform.identity_keys import uuid_for
 
 FORUMS, REPO = "rs_forums", "rs_repo"
@@ -41,23 +39,11 @@ def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict, di
 
 @pytest.fixture(scope="module")
 def world(mysql_url: str, pg_server_url: str, tmp_path_factory: pytest.TempPathFactory):
-    generate_legacy_world(mysql_url, scale=0.1, seed=11, forums_db=FORUMS, repo_db=REPO)
-    name = f"rs_{uuid.uuid4().hex[:10]}"
-    admin = pg_server_url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    pg = pg_server_url.rsplit("/", 1)[0] + "/" + name
-    upgrade(pg)
-    settings = Settings(
-        forums_url=mysql_url + FORUMS,
-        repo_url=mysql_url + REPO,
-        postgres_url=pg,
-        staging=str(tmp_path_factory.mktemp("staging")),
-    )
-    run_backfill(settings)
-    yield settings
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    home = tmp_path_factory.mktemp("home")
+    with backfilled_world(
+        mysql_url, pg_server_url, home, forums_db=FORUMS, repo_db=REPO, seed=11
+    ) as settings:
+        yield settings
 
 
 @pytest.fixture
