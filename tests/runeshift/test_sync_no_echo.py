@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from load.legacy_writer import _DDL as STATE_DDL
 from runeshift.backfill import run_backfill
 from runeshift.connections import mysql_connect
 from tests.runeshift.test_sync import catch_up, fresh_target, fresh_world, settings_for
@@ -20,18 +21,16 @@ def test_transactions_of_the_reverse_writer_are_not_applied_forward(
     with conn.cursor() as cur:
         cur.execute("SELECT member_id FROM core_members ORDER BY member_id LIMIT 2")
         (echoed,), (plain,) = cur.fetchall()
-        cur.execute("CREATE DATABASE IF NOT EXISTS runeshift_state")
-        cur.execute(
-            "CREATE TABLE IF NOT EXISTS runeshift_state.runeshift_reverse_position "
-            "(slot VARCHAR(64) PRIMARY KEY, lsn VARCHAR(32)) ENGINE=InnoDB"
-        )
+        for statement in STATE_DDL:  # the reverse writer's own bookkeeping tables
+            cur.execute(statement)
         conn.commit()
         # What the reverse writer does: legacy rows and its position, one transaction.
         cur.execute(
             "UPDATE core_members SET name = 'Written By Reverse' WHERE member_id = %s", (echoed,)
         )
         cur.execute(
-            "REPLACE INTO runeshift_state.runeshift_reverse_position VALUES ('rune', '0/1')"
+            "REPLACE INTO runeshift_state.runeshift_reverse_position (slot, state_version, lsn, "
+            "updated_at) VALUES ('echo_test', 1, 1, NOW(6))"
         )
         conn.commit()
         cur.execute(
