@@ -41,7 +41,7 @@ from reconcile.settle_window import BinlogPoint, follower_position, wait_until_a
 from reconcile.source_side_reader import MappedSource, SourceChunk, compared_columns, key_column
 from reconcile.target_side_reader import TargetTable
 from runeshift import __version__, control_store
-from runeshift.backfill import _database, _References, _selected
+from runeshift.backfill import TargetReferences, database_from_url, select_feeds
 from runeshift.connections import pg_connect
 from runeshift.errors import ConfigError
 from runeshift.settings import Settings
@@ -79,7 +79,7 @@ class _Plan:
 def _plans(
     conn: psycopg.Connection[Any], mappings: MappingSet, tables: Sequence[str]
 ) -> list[_Plan]:
-    chosen = _selected(mappings, tables or None)
+    chosen = select_feeds(mappings, tables or None)
     wanted_targets = dict.fromkeys(t.table for t, _ in chosen)
     plans = []
     for target in mappings.targets:
@@ -111,7 +111,7 @@ def _open_readers(settings: Settings, sources: Iterable[str]) -> dict[str, Snaps
         for source in sorted(set(sources)):
             setting = MYSQL_SOURCES[source]
             url = settings.require(setting)
-            reader = SnapshotReader(url, _database(url, setting))
+            reader = SnapshotReader(url, database_from_url(url, setting))
             reader.open()
             readers[source] = reader
     except Exception:
@@ -252,7 +252,7 @@ def _settle(
     settings: Settings,
     conn: psycopg.Connection[Any],
     compares: list[_TableCompare],
-    references: _References,
+    references: TargetReferences,
     options: ReconcileOptions,
 ) -> None:
     """Re-check every difference once the follower has passed a fresh snapshot."""
@@ -281,7 +281,7 @@ def _settle(
 def _recheck(
     compare: _TableCompare,
     readers: dict[str, SnapshotReader],
-    references: _References,
+    references: TargetReferences,
     round_no: int,
 ) -> None:
     old = compare.result.differences
@@ -353,7 +353,7 @@ def _run(
         sources = {f.source for p in plans for f in (p.primary, *p.contributing)}
         readers = _open_readers(settings, sources)
         positions = {s: r.position.as_dict() if r.position else {} for s, r in readers.items()}
-        references = _References(conn)
+        references = TargetReferences(conn)
         compares = []
         for plan in plans:
             began = time.monotonic()

@@ -140,7 +140,7 @@ class BackfillResult:
         }
 
 
-def _database(url: str, setting: str) -> str:
+def database_from_url(url: str, setting: str) -> str:
     name = parse_mysql_url(url).database
     if not name:
         raise ConfigError(
@@ -149,7 +149,7 @@ def _database(url: str, setting: str) -> str:
     return name
 
 
-def _selected(
+def select_feeds(
     mappings: MappingSet, tables: Iterable[str] | None
 ) -> list[tuple[TargetMapping, Feed]]:
     wanted = {t.strip() for t in tables or () if t.strip()}
@@ -171,7 +171,7 @@ def _selected(
     return picked
 
 
-class _References:
+class TargetReferences:
     """Which ids exist in each referenced target table (loaded once per table per run)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
@@ -258,7 +258,7 @@ def run_backfill(
         )
     deferred_fk = copy_writer.defer_foreign_key_checks(conn)
     conn.autocommit = False
-    selected = _selected(mappings, tables)
+    selected = select_feeds(mappings, tables)
     backfill_id = control_store.unfinished_backfill(conn)
     resumed = backfill_id is not None
     conn.commit()
@@ -282,11 +282,11 @@ def run_backfill(
             if not any(f.source == source for _, f in selected):
                 continue
             url = settings.require(setting)
-            reader = SnapshotReader(url, _database(url, setting))
+            reader = SnapshotReader(url, database_from_url(url, setting))
             position = reader.open()
             readers[source] = reader
             positions[source] = _keep_first_position(conn, source, position, resumed=resumed)
-        references = _References(conn)
+        references = TargetReferences(conn)
         budget = [stop_after_chunks]
         for target, feed in selected:
             summary = _backfill_feed(
@@ -391,7 +391,7 @@ def _backfill_feed(
     backfill_id: str,
     run_id: str,
     resumed: bool,
-    references: _References,
+    references: TargetReferences,
     progress: BackfillProgress | None,
     chunk_rows: int | None,
     budget: list[int | None],

@@ -135,7 +135,7 @@ class CsvStoreRecords:
 
 
 class StoreReferences(Protocol):
-    """The orchestrator's reference checks and lookups over the target (``backfill._References``)."""
+    """The orchestrator's reference checks and lookups over the target (``backfill.TargetReferences``)."""
 
     def __call__(self, table: str, values: pa.Array) -> pa.Array: ...
 

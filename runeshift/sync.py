@@ -42,7 +42,8 @@ from extract.snapshot_reader import BinlogPosition
 from load.change_applier import ChangeApplier, FeedChanges
 from load.target_schema import current, head_revision
 from runeshift import control_store
-from runeshift.connections import parse_mysql_url, pg_connect
+from runeshift.backfill import database_from_url
+from runeshift.connections import pg_connect
 from runeshift.errors import ConfigError, FatalError, RuneshiftError
 from runeshift.heartbeat import HEARTBEAT_TABLE, HeartbeatWriter
 from runeshift.settings import Settings
@@ -112,13 +113,6 @@ class _Pause:
     position: BinlogPosition
 
 
-def _database(url: str, setting: str) -> str:
-    name = parse_mysql_url(url).database
-    if not name:
-        raise ConfigError(f"setting '{setting}' must name the database")
-    return name
-
-
 def _decoders(
     mappings: MappingSet, source: str, schema: Mapping[str, SourceTable]
 ) -> dict[str, RowDecoder]:
@@ -174,7 +168,7 @@ class _SourceFollower:
         self.paused = paused
         self.metrics = metrics
         self.decoders = _decoders(mappings, source, schema)
-        self.database = _database(url, f"{source}_url")
+        self.database = database_from_url(url, f"{source}_url")
         self.reader = BinlogReader(
             source,
             url,
@@ -291,7 +285,7 @@ def _follow(
 ) -> SyncResult:
     conn = pg_connect(pg_url)
     urls = {source: settings.require(setting) for source, setting in SOURCES}
-    lookups = {s: SourceLookup(u, _database(u, f"{s}_url")) for s, u in urls.items()}
+    lookups = {s: SourceLookup(u, database_from_url(u, f"{s}_url")) for s, u in urls.items()}
     schemas = {s: lookup.schema() for s, lookup in lookups.items()}
     positions: dict[str, BinlogPosition] = {}
     for source in urls:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import typer
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
     Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
 )
 
 from runeshift.backfill import BackfillResult, run_backfill
-from runeshift.console import EXIT_CHECK_FAILED, err, out, print_json, table
+from runeshift.console import EXIT_CHECK_FAILED, out, print_json, progress_bar, table
 from runeshift.settings import load_settings
 
 
@@ -94,15 +90,7 @@ def backfill(
     """Snapshot the legacy databases and load them into Rune (resumes an unfinished run)."""
     names = [n for item in tables for n in item.split(",") if n.strip()]
     settings = load_settings()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=as_json,
-        transient=False,
-    ) as progress:
+    with progress_bar(disable=as_json) as progress:
         result = run_backfill(
             settings,
             tables=names or None,

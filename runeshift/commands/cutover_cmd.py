@@ -7,6 +7,8 @@ again to resume from the journal).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -26,8 +28,14 @@ JSON = typer.Option(False, "--json", help="Print JSON.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print what would happen; change nothing.")
 
 
-def _runner(plan_id: str | None, services_dir: Path | None) -> CutoverRunner:
-    return open_runner(load_settings(), plan_id, services_dir=services_dir)
+@contextmanager
+def _runner(plan_id: str | None, services_dir: Path | None) -> Iterator[CutoverRunner]:
+    """The plan's runner; its journal connection is closed however the command ends."""
+    runner = open_runner(load_settings(), plan_id, services_dir=services_dir)
+    try:
+        yield runner
+    finally:
+        runner.journal.close()
 
 
 def _render(result: RunResult, as_json: bool) -> None:
@@ -82,11 +90,8 @@ def plan(
 @app.command("status")
 def status(plan_id: str = PLAN_ID, services_dir: Path = SERVICES_DIR, as_json: bool = JSON) -> None:
     """The plan's stage, applied steps, next stage and journal."""
-    runner = _runner(plan_id, services_dir)
-    try:
+    with _runner(plan_id, services_dir) as runner:
         found = runner.status()
-    finally:
-        runner.journal.close()
     if as_json:
         print_json(found.as_json())
         return
@@ -111,11 +116,8 @@ def advance(
     as_json: bool = JSON,
 ) -> None:
     """Check the next stage's gates and apply its steps; resumes a stage left half done."""
-    runner = _runner(plan_id, services_dir)
-    try:
+    with _runner(plan_id, services_dir) as runner:
         result = runner.advance(to, dry_run=dry_run)
-    finally:
-        runner.journal.close()
     _render(result, as_json)
 
 
@@ -127,11 +129,8 @@ def rollback(
     as_json: bool = JSON,
 ) -> None:
     """Reverse every applied step: reads and writes go back to legacy."""
-    runner = _runner(plan_id, services_dir)
-    try:
+    with _runner(plan_id, services_dir) as runner:
         result = runner.rollback(dry_run=dry_run)
-    finally:
-        runner.journal.close()
     _render(result, as_json)
 
 
@@ -143,9 +142,6 @@ def abort(
     as_json: bool = JSON,
 ) -> None:
     """Roll back and close the plan (a new plan is needed to try again)."""
-    runner = _runner(plan_id, services_dir)
-    try:
+    with _runner(plan_id, services_dir) as runner:
         result = runner.abort(dry_run=dry_run)
-    finally:
-        runner.journal.close()
     _render(result, as_json)

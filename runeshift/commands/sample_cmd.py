@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import typer
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
 )
 
-from runeshift.console import err, out, print_json, table
+from runeshift.console import out, print_json, progress_bar, table
 from runeshift.sample.legacy_world import generate_legacy_world, legacy_targets
 from runeshift.settings import load_settings
 
@@ -36,14 +31,7 @@ def legacy(
     server, forums_db, repo_db = legacy_targets(
         settings.require("forums_url"), settings.require("repo_url")
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
+    with progress_bar(transient=True) as bar:
         tasks: dict[str, TaskID] = {}
 
         def progress(stage: str, done: int, total: int) -> None:

@@ -34,13 +34,17 @@ def _render(status: SandboxStatus, as_json: bool) -> None:
 
 
 @app.command("up")
-def up(as_json: bool = typer.Option(False, "--json", help="Print JSON (URLs with passwords).")) -> None:
+def up(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (URLs with passwords)."),
+) -> None:
     """Start throwaway MariaDB and PostgreSQL servers (idempotent)."""
     _render(Sandbox(runeshift_home()).up(), as_json)
 
 
 @app.command("status")
-def status(as_json: bool = typer.Option(False, "--json", help="Print JSON (URLs with passwords).")) -> None:
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (URLs with passwords)."),
+) -> None:
     """Show the sandbox servers and their URLs; exit 1 when a server is down."""
     current = Sandbox(runeshift_home()).status()
     _render(current, as_json)

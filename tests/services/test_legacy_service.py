@@ -5,11 +5,8 @@ held writes to the Rune service, and its writes reach Rune through the catch-up.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -27,21 +24,11 @@ from services.legacy_service.legacy_store import LegacyStore
 from services.legacy_service.standin_ledger import StandinLedger
 from services.rune_service.http_api import ServiceServer
 from services.rune_service.rune_store import RuneStore
+from tests.services.service_http import call
 from transform.identity_keys import uuid_for
 
 FORUMS, REPO, LEDGER = "ls_forums", "ls_repo", "ls_standin"
 NY = ZoneInfo("America/New_York")
-
-
-def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}"), dict(exc.headers)
 
 
 @pytest.fixture(scope="module")

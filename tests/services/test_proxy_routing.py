@@ -11,8 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from urllib.parse import urlsplit
 
@@ -26,19 +24,9 @@ from services.proxy.haproxy_config import ProxyConfig, render_config
 from services.proxy.runtime_client import Routes
 from services.world import ServiceWorld
 from tests.conftest import backfilled_world
+from tests.services.service_http import call
 
 FORUMS, REPO, LEDGER = "px_forums", "px_repo", "px_standin"
-
-
-def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}"), dict(exc.headers)
 
 
 @pytest.fixture(scope="module")

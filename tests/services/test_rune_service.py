@@ -6,11 +6,8 @@ its own Postgres database; the service runs on loopback with real HTTP.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 import psycopg
@@ -21,20 +18,10 @@ from runeshift.settings import Settings
 from services.rune_service.http_api import ServiceServer
 from services.rune_service.rune_store import RuneStore
 from tests.conftest import backfilled_world
+from tests.services.service_http import call
 from transform.identity_keys import uuid_for
 
 FORUMS, REPO = "rs_forums", "rs_repo"
-
-
-def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}"), dict(exc.headers)
 
 
 @pytest.fixture(scope="module")
