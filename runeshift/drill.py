@@ -6,7 +6,9 @@ service, HAProxy), the catch-up follower (a thread) and a load generator through
 proxy at ``rate`` requests/s (85% reads). It then drives a cutover plan through every
 stage, recording the catch-up lag as each stage is reached. With ``chaos="runeshift"`` the
 cutover runs as ``runeshift cutover advance`` subprocesses and each one is killed hard
-right after a (random) step; the next one resumes from the journal. Afterwards the load
+right after a (random) step; the next one resumes from the journal. With
+``chaos="service"`` the Rune service is killed (SIGKILL) just before reads move to it: the
+advance must refuse at the services-ready gate, and after a restart the cutover goes on. Afterwards the load
 stops and the scorecard is computed from what the clients saw: failed requests, lost
 writes (every acknowledged write must be in ``rune.licenses``) and the write pause (the
 latency of writes sent while the fences held). The bounds come from issue 7: no failed
@@ -31,7 +33,7 @@ from typing import Any, Literal
 from cutover.catch_up_lag import FollowerLag
 from cutover.cutover_plan import PlanOptions, create_plan, open_runner
 from cutover.journal import CutoverJournal
-from cutover.runner import CRASH_ENV, CRASH_EXIT_CODE
+from cutover.runner import CRASH_ENV, CRASH_EXIT_CODE, CutoverRunner
 from cutover.soak import SOAK
 from cutover.stages import STAGE_ORDER
 from load.target_schema import upgrade
@@ -48,7 +50,9 @@ from services.load.world_ids import world_ids_from_rune
 from services.load.write_audit import find_lost_writes
 from services.world import ServiceWorld
 
-Chaos = Literal["none", "runeshift"]
+Chaos = Literal["none", "runeshift", "service"]
+# With chaos="service" the Rune service is killed just before this stage (reads move to it).
+SERVICE_CHAOS_BEFORE = "reads_on_rune"
 MAX_PAUSE_S = 1.0
 CUTOVER_STEPS = 8  # apply steps in the standard plan: the chaos kill point is drawn from these
 
@@ -184,6 +188,23 @@ def find_lost_in_legacy(
     return lost
 
 
+def _kill_service_and_see_the_gate_refuse(
+    runner: CutoverRunner, world: ServiceWorld, settings: Settings
+) -> None:
+    """Kill the Rune service just before the stage that routes reads to it: that advance
+    must refuse at the services-ready gate (traffic stays on legacy, nothing fails); after a
+    restart on the same ports the cutover goes on."""
+    world.kill("rune")
+    refused = runner.advance()
+    gates = [g.gate for g in refused.failed_gates]
+    if refused.ok or "services_ready" not in gates:
+        raise FatalError(
+            f"the cutover did not refuse to route to a dead Rune service (failed gates: {gates})"
+        )
+    world.restart(settings, "rune")
+    world.proxy.wait_healthy(timeout_s=30)
+
+
 def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None = None) -> Scorecard:
     """Run the drill (see the module note) and score it."""
     say = progress or (lambda _: None)
@@ -251,6 +272,10 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
             runner = open_runner(settings, plan_id, services=world, ledger_db=world.state.ledger_db)
             try:
                 for stage in runner.stages.names:
+                    if options.chaos == "service" and stage == SERVICE_CHAOS_BEFORE:
+                        say("chaos: kill -9 the Rune service before reads move to it")
+                        _kill_service_and_see_the_gate_refuse(runner, world, settings)
+                        kills += 1
                     result = runner.advance()
                     if not result.ok:
                         raise FatalError(

@@ -54,11 +54,13 @@ else
 fi
 
 step "8. Reconcile: the source read through the mappings against the target; quality suites; reports"
-$rs reconcile --report-dir "$home/reports" || echo "(reconcile reported differences; see the reports above)"
+verdict=0
+$rs reconcile --report-dir "$home/reports" || { verdict=1; echo "(reconcile reported differences; see the reports above)"; }
 
 step "9. The drill: services behind HAProxy, load at 50 requests/s, a complete staged cutover, scorecard"
-$rs drill --rate 50 || echo "(the drill broke a bound; see the scorecard)"
+$rs drill --rate 50 || { verdict=1; echo "(the drill broke a bound; see the scorecard)"; }
 
 step "Done"
 echo "Target: $($rs sandbox status --json | python3 -c 'import json,sys; print([s["url"] for s in json.load(sys.stdin)["servers"] if s["name"]=="postgres"][0].split("@")[-1])')"
 echo "Try:    $rs mappings show accounts    |    $rs config show    |    make clean"
+exit "$verdict"   # 1 when the reconcile or the drill found a problem: the demo did not pass

@@ -29,7 +29,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -187,9 +187,14 @@ def _wait_for_service(service: ServiceProcess, timeout_s: float) -> None:
 
 
 def _spawn_service(
-    name: ServiceName, module: str, env: dict[str, str], state_dir: Path, extra: list[str]
+    name: ServiceName,
+    module: str,
+    env: dict[str, str],
+    state_dir: Path,
+    extra: list[str],
+    ports: tuple[int, int] | None = None,
 ) -> ServiceProcess:
-    port, admin_port = free_port(), free_port()
+    port, admin_port = ports or (free_port(), free_port())
     log_path = state_dir / f"{name}.log"
     argv = [
         sys.executable,
@@ -203,6 +208,28 @@ def _spawn_service(
     ]
     pid = detached_process.spawn(argv, log_path, env=env)
     return ServiceProcess(name, pid, port, admin_port, str(log_path))
+
+
+def _service_env(settings: Settings, ledger_db: str) -> dict[str, str]:
+    repo_url = settings.require("repo_url")
+    env = {**os.environ}
+    env.update(
+        RUNESHIFT_FORUMS_URL=settings.require("forums_url"),
+        RUNESHIFT_REPO_URL=repo_url,
+        RUNESHIFT_POSTGRES_URL=settings.require("postgres_url"),
+        RUNESHIFT_STANDIN_LEDGER_URL=_ledger_url(repo_url, ledger_db),
+    )
+    return env
+
+
+def _service_args(
+    name: ServiceName, fence_budget_s: float, ledger_db: str
+) -> tuple[str, list[str]]:
+    """The module and arguments a service starts with."""
+    budget = ["--fence-budget", str(fence_budget_s)]
+    if name == "legacy":
+        return "services.legacy_service", [*budget, "--ledger-db", ledger_db]
+    return "services.rune_service", budget
 
 
 class ServiceWorld:
@@ -257,32 +284,18 @@ class ServiceWorld:
             if running.status().all_up:
                 return running
             running.stop()
-        forums_url = settings.require("forums_url")
-        repo_url = settings.require("repo_url")
-        postgres_url = settings.require("postgres_url")
         check_ledger_name(ledger_db)
         state_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ}
-        env.update(
-            RUNESHIFT_FORUMS_URL=forums_url,
-            RUNESHIFT_REPO_URL=repo_url,
-            RUNESHIFT_POSTGRES_URL=postgres_url,
-            RUNESHIFT_STANDIN_LEDGER_URL=_ledger_url(repo_url, ledger_db),
-        )
-        budget = ["--fence-budget", str(fence_budget_s)]
+        env = _service_env(settings, ledger_db)
         started: list[int] = []
         try:
-            legacy = _spawn_service(
-                "legacy",
-                "services.legacy_service",
-                env,
-                state_dir,
-                [*budget, "--ledger-db", ledger_db],
-            )
+            module, extra = _service_args("legacy", fence_budget_s, ledger_db)
+            legacy = _spawn_service("legacy", module, env, state_dir, extra)
             started.append(legacy.pid)
             # The stand-in creates the ledger database the Rune service reads: start it first.
             _wait_for_service(legacy, timeout_s)
-            rune = _spawn_service("rune", "services.rune_service", env, state_dir, budget)
+            module, extra = _service_args("rune", fence_budget_s, ledger_db)
+            rune = _spawn_service("rune", module, env, state_dir, extra)
             started.append(rune.pid)
             _wait_for_service(rune, timeout_s)
             haproxy: HAProxyProcess = start_haproxy(
@@ -351,6 +364,28 @@ class ServiceWorld:
         return WorldStatus(
             str(self.state_dir), self.proxy_url, self.state.proxy.alive, routes, services
         )
+
+    def kill(self, name: ServiceName) -> None:
+        """SIGKILL one service (chaos): no drain, no goodbye; HAProxy's checks see it go."""
+        service = self.state.rune if name == "rune" else self.state.legacy
+        detached_process.kill(service.pid)
+
+    def restart(self, settings: Settings, name: ServiceName, *, timeout_s: float = 30.0) -> None:
+        """Start a dead service again on its old ports (HAProxy's config names them); a new
+        process starts with its write fence open, as after any restart."""
+        old = self.state.rune if name == "rune" else self.state.legacy
+        if old.alive:
+            raise FatalError(f"the {name} service (pid {old.pid}) is still running")
+        module, extra = _service_args(name, self.state.fence_budget_s, self.state.ledger_db)
+        env = _service_env(settings, self.state.ledger_db)
+        new = _spawn_service(
+            name, module, env, self.state_dir, extra, ports=(old.port, old.admin_port)
+        )
+        _wait_for_service(new, timeout_s)
+        self.state = (
+            replace(self.state, rune=new) if name == "rune" else replace(self.state, legacy=new)
+        )
+        _state_path(self.state_dir).write_text(json.dumps(self.state.as_json(), indent=2))
 
     def stop(self) -> None:
         """Stop HAProxy, then the services; remove the state file."""

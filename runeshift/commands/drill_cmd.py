@@ -1,4 +1,4 @@
-"""``runeshift drill [--rate N] [--scale S] [--chaos none|runeshift] [--rollback-from soak] [--json]``.
+"""``runeshift drill [--rate N] [--scale S] [--chaos none|runeshift|service] [--rollback-from soak] [--json]``.
 
 Exit code 1 when the scorecard breaks a bound (a failed request, a lost write, a write
 pause of 1 s or more, a reconcile that is not clean), 2 on an error.
@@ -17,7 +17,10 @@ def drill(
     scale: float = typer.Option(0.1, "--scale", help="Size of the sample legacy world."),
     seed: int = typer.Option(42, "--seed", help="Seed for data, load and chaos."),
     chaos: str = typer.Option(
-        "none", "--chaos", help="'runeshift': kill the cutover process between steps."
+        "none",
+        "--chaos",
+        help="'runeshift': kill the cutover process between steps; 'service': kill the Rune "
+        "service before reads move to it (the gate must refuse; it is restarted).",
     ),
     rollback_from: str | None = typer.Option(
         None,
@@ -28,8 +31,8 @@ def drill(
     as_json: bool = typer.Option(False, "--json", help="Print the scorecard as JSON."),
 ) -> None:
     """Start the whole world, load it, run backfill, catch-up, reconcile and the cutover."""
-    if chaos not in ("none", "runeshift"):
-        raise typer.BadParameter("--chaos must be 'none' or 'runeshift'")
+    if chaos not in ("none", "runeshift", "service"):
+        raise typer.BadParameter("--chaos must be 'none', 'runeshift' or 'service'")
     if rollback_from not in (None, "soak"):
         raise typer.BadParameter("--rollback-from supports 'soak'")
     options = DrillOptions(

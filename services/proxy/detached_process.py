@@ -8,8 +8,12 @@ would linger as a zombie, which still answers ``kill(pid, 0)`` and looks alive.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +47,21 @@ def exited(pid: int) -> bool:
     if proc is not None:
         return proc.poll() is not None
     return not pid_alive(pid)
+
+
+def kill(pid: int) -> None:
+    """SIGKILL ``pid`` and wait until it is gone (reaped, when it is our child)."""
+    with _lock:
+        proc = _children.pop(pid, None)
+    if proc is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return
+    proc.kill()
+    proc.wait(10)
 
 
 def stop(pid: int | None, *, timeout: float = 10.0) -> None:
