@@ -35,6 +35,7 @@ from runeshift.errors import FatalError, TransientError
 STATE_DATABASE = "runeshift_state"
 POSITION_TABLE = "runeshift_reverse_position"
 QUARANTINE_TABLE = "runeshift_reverse_quarantine"
+STREAM_TABLE = "runeshift_reverse_stream"
 STATE_VERSION = 1
 
 _DDL = (
@@ -60,6 +61,11 @@ _DDL = (
     " target_row LONGTEXT NOT NULL,"
     " at DATETIME(6) NOT NULL,"
     " KEY (slot, lsn)"
+    ") ENGINE=InnoDB",
+    f"CREATE TABLE IF NOT EXISTS `{STATE_DATABASE}`.`{STREAM_TABLE}` ("
+    " slot VARCHAR(63) NOT NULL PRIMARY KEY,"
+    " started_lsn BIGINT UNSIGNED NOT NULL,"
+    " started_at DATETIME(6) NOT NULL"
     ") ENGINE=InnoDB",
 )
 
@@ -144,15 +150,61 @@ class LegacyWriter:
             _utc(row[7]) or datetime.now(UTC),
         )
 
-    def start_position(self, slot: str, lsn: int) -> None:
-        """Record where the stream starts (the slot's consistent point), if not yet recorded."""
+    def start_position(self, slot: str, lsn: int, *, new_stream: bool = False) -> None:
+        """Record where the stream starts (the slot's consistent point), if not yet recorded.
+
+        ``new_stream``: the slot was just created, so a position row left by an earlier
+        stream (a soak that was rolled back or completed) is replaced, counts and all, and
+        the stream's start is recorded; quarantine rows of earlier streams stay as history.
+        """
+        verb = "REPLACE" if new_stream else "INSERT IGNORE"
         with self.conn.cursor() as cur:
             cur.execute(
-                f"INSERT IGNORE INTO {_q(STATE_DATABASE)}.{_q(POSITION_TABLE)} "
+                f"{verb} INTO {_q(STATE_DATABASE)}.{_q(POSITION_TABLE)} "
                 "(slot, state_version, lsn, updated_at) VALUES (%s, %s, %s, UTC_TIMESTAMP(6))",
                 (slot, STATE_VERSION, lsn),
             )
+            cur.execute(
+                f"{verb} INTO {_q(STATE_DATABASE)}.{_q(STREAM_TABLE)} "
+                "(slot, started_lsn, started_at) VALUES (%s, %s, UTC_TIMESTAMP(6))",
+                (slot, lsn),
+            )
         self.conn.commit()
+
+    def stream_start(self, slot: str) -> int:
+        """The LSN the current stream of ``slot`` started at (0 if never recorded)."""
+        with self.conn.cursor() as cur:
+            cur.execute(
+                f"SELECT started_lsn FROM {_q(STATE_DATABASE)}.{_q(STREAM_TABLE)} WHERE slot = %s",
+                (slot,),
+            )
+            row = cur.fetchone()
+        self.conn.commit()
+        return int(row[0]) if row else 0
+
+    def next_key(self, source: str, table: str, column: str) -> int:
+        """The first key of ``table`` no legacy row has and AUTO_INCREMENT will not hand out.
+
+        Read while legacy writes are held (the write switch): the larger of the table's
+        ``AUTO_INCREMENT`` counter and ``MAX(column) + 1`` (the counter can lag a row
+        inserted with an explicit id on servers that do not persist it).
+        """
+        database = self.databases[source]
+        with self.conn.cursor() as cur:
+            cur.execute(
+                f"SELECT COALESCE(MAX({_q(column)}), 0) + 1 FROM {_q(database)}.{_q(table)}"
+            )
+            row = cur.fetchone()
+            highest = int(row[0]) if row else 1
+            cur.execute(
+                "SELECT AUTO_INCREMENT FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_name = %s",
+                (database, table),
+            )
+            row = cur.fetchone()
+        self.conn.commit()
+        counter = int(row[0]) if row and row[0] is not None else 0
+        return max(highest, counter)
 
     def forget(self, slot: str) -> None:
         with self.conn.cursor() as cur:
@@ -309,13 +361,16 @@ class LegacyWriter:
             except pymysql.err.MySQLError:
                 self.close()
 
-    def quarantined(self, slot: str, limit: int = 20) -> list[dict[str, Any]]:
+    def quarantined(
+        self, slot: str, limit: int = 20, *, since_lsn: int = 0
+    ) -> list[dict[str, Any]]:
+        """The latest quarantined rows of ``slot`` (of the stream started at ``since_lsn``)."""
         with self.conn.cursor() as cur:
             cur.execute(
                 f"SELECT lsn, target_table, source_table, source_key, reason, at "
                 f"FROM {_q(STATE_DATABASE)}.{_q(QUARANTINE_TABLE)} WHERE slot = %s "
-                "ORDER BY id DESC LIMIT %s",
-                (slot, limit),
+                "AND lsn >= %s ORDER BY id DESC LIMIT %s",
+                (slot, since_lsn, limit),
             )
             rows = cur.fetchall()
         self.conn.commit()
@@ -330,4 +385,10 @@ def _utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC)
 
 
-__all__ = ["POSITION_TABLE", "STATE_DATABASE", "LegacyWriter", "ReversePosition"]
+__all__ = [
+    "POSITION_TABLE",
+    "STATE_DATABASE",
+    "STREAM_TABLE",
+    "LegacyWriter",
+    "ReversePosition",
+]

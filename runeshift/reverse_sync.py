@@ -20,6 +20,16 @@ No echo: a Rune transaction that also wrote ``runeshift.source_positions`` was a
 the forward follower (legacy -> Rune) and is never written back. The forward follower,
 symmetrically, must skip binlog transactions that write
 ``runeshift_state.runeshift_reverse_position`` (every transaction of this writer does).
+
+Rows Rune creates (decision 0007): while the stream is prepared, the sequence
+``runeshift.reverse_license_keys`` exists, seeded by :func:`prepare_reverse` above every
+legacy license id and above legacy's AUTO_INCREMENT (legacy writes are held then, and stay
+fenced during the soak); the Rune service takes each new license's ``legacy_license_id``
+from it and derives the row id as ``uuid5(license, key)`` like a migrated row. Such a row
+is an ordinary keyed row here: inserted into legacy under that id, and its later updates
+and deletes reach the same legacy row. Nothing is written back to PostgreSQL, so there is
+nothing to echo. :func:`finish_reverse` drops the sequence: after ``complete`` (or a
+rollback) Rune's new rows carry no legacy key again.
 """
 
 from __future__ import annotations
@@ -64,6 +74,22 @@ REVERSE_LOCK = 0x52554E45_0008  # pg advisory lock key: one reverse follower per
 # The forward follower's checkpoint table: a Rune transaction writing it came from legacy.
 ECHO_TABLE = "runeshift.source_positions"
 SOURCES = (("forums", "forums_url"), ("repo", "repo_url"))
+
+
+@dataclass(frozen=True)
+class KeyAllocation:
+    """Rune allocates ``column`` of new ``table`` rows from ``sequence`` during the soak."""
+
+    table: str
+    column: str
+    sequence: str
+
+
+# Every table the Rune service creates rows in that has a reversible feed (decision 0007).
+# Rune also writes rune.orders and rune.order_items: Shopify-side, one-way, not here.
+KEY_ALLOCATIONS = (
+    KeyAllocation("rune.licenses", "legacy_license_id", "runeshift.reverse_license_keys"),
+)
 
 
 @dataclass(frozen=True)
@@ -155,25 +181,80 @@ def prepare_reverse(settings: Settings, mappings: MappingSet | None = None) -> R
     mappings = mappings or load_mappings()
     inverses = reversible_targets(mappings)
     tables = tuple(i.table for i in inverses)
-    with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
-        reader = LogicalDecodingReader(conn, SLOT, PUBLICATION)
-        lsn = reader.create([*tables, ECHO_TABLE])
-    for writer in _writers(settings):
-        try:
+    writers = _writers(settings)
+    try:
+        firsts = _first_free_keys(writers, inverses)
+        with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
+            reader = LogicalDecodingReader(conn, SLOT, PUBLICATION)
+            new_stream = not reader.exists()
+            _seed_key_sequences(conn, firsts)
+            lsn = reader.create([*tables, ECHO_TABLE])
+        for writer in writers:
             writer.ensure_state()
-            writer.start_position(SLOT, lsn)
-        finally:
+            writer.start_position(SLOT, lsn, new_stream=new_stream)
+    finally:
+        for writer in writers:
             writer.close()
     one_way = tuple(t.table for t in mappings.targets if t.table not in tables)
     return ReversePrepared(SLOT, PUBLICATION, tables, one_way, lsn_text(lsn))
 
 
-def finish_reverse(settings: Settings) -> ReverseStatus:
-    """Stop the reverse stream for good (the ``complete`` stage): drop slot and publication.
+def _first_free_keys(
+    writers: Sequence[LegacyWriter], inverses: Sequence[InverseMapping]
+) -> dict[KeyAllocation, int]:
+    """Per allocation, the first legacy key neither legacy nor its AUTO_INCREMENT has used."""
+    by_table = {i.table: i for i in inverses}
+    out: dict[KeyAllocation, int] = {}
+    for alloc in KEY_ALLOCATIONS:
+        inverse = by_table.get(alloc.table)
+        if inverse is None:
+            continue
+        feed = inverse.primary
+        key = next((k for k, holder in feed.key if holder == alloc.column), None)
+        writer = next((w for w in writers if feed.source in w.databases), None)
+        if key is None or writer is None:
+            raise ConfigError(
+                f"{alloc.table}.{alloc.column} is not the legacy key of a reversible feed; "
+                "fix KEY_ALLOCATIONS in runeshift/reverse_sync.py"
+            )
+        out[alloc] = writer.next_key(feed.source, feed.table, key)
+    return out
 
-    The legacy-side position row is kept (it records where the stream ended).
+
+def _seed_key_sequences(conn: psycopg.Connection[Any], firsts: Mapping[KeyAllocation, int]) -> None:
+    """Create each allocation sequence, never moving it back (prepare is idempotent)."""
+    for alloc, first in firsts.items():
+        schema, name = alloc.table.split(".", 1)
+        seq = sql.Identifier(*alloc.sequence.split(".", 1))
+        conn.execute(sql.SQL("CREATE SEQUENCE IF NOT EXISTS {} AS bigint").format(seq))
+        # Also above every key Rune already holds (a key Rune allocated in an earlier soak
+        # that legacy then lost would otherwise be handed out twice).
+        conn.execute(
+            sql.SQL(
+                "SELECT setval(%s::regclass, GREATEST(%s, "
+                "(SELECT COALESCE(MAX({col}), 0) + 1 FROM {tbl}), "
+                "(SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM {seq})), false)"
+            ).format(col=sql.Identifier(alloc.column), tbl=sql.Identifier(schema, name), seq=seq),
+            (alloc.sequence, first),
+        )
+
+
+def end_key_allocation(settings: Settings) -> None:
+    """Drop the key sequences: Rune's new rows carry no legacy key from here (idempotent)."""
+    with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
+        for alloc in KEY_ALLOCATIONS:
+            seq = sql.Identifier(*alloc.sequence.split(".", 1))
+            conn.execute(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(seq))
+
+
+def finish_reverse(settings: Settings) -> ReverseStatus:
+    """Stop the reverse stream for good (``complete``, or the end of a rollback).
+
+    Drops the key sequences (decision 0007), the slot and the publication. The legacy-side
+    position row is kept (it records where the stream ended) until a new stream starts.
     """
     status = reverse_status(settings)
+    end_key_allocation(settings)
     with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
         LogicalDecodingReader(conn, SLOT, PUBLICATION).drop()
     return status
@@ -491,7 +572,7 @@ def reverse_status(settings: Settings) -> ReverseStatus:
             pos = writer.position(SLOT)
             if pos is not None:
                 positions.append(pos)
-                recent.extend(writer.quarantined(SLOT, 5))
+                recent.extend(writer.quarantined(SLOT, 5, since_lsn=writer.stream_start(SLOT)))
         finally:
             writer.close()
     with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
@@ -586,32 +667,176 @@ class ReverseFollower:
         return self.result
 
 
-def verify_reverse(settings: Settings, *, mappings: MappingSet | None = None) -> ReconcileReport:
+@dataclass(frozen=True)
+class QuarantineRule:
+    """A named, reasoned rule under which a quarantined reverse row is accepted as lost.
+
+    It matches rows of ``target_table`` whose reason contains ``reason_contains`` (every
+    reason when empty). Without a matching rule a quarantined row fails verification.
+    """
+
+    name: str
+    reason: str
+    target_table: str
+    reason_contains: str = ""
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        return row.get("target_table") == self.target_table and (
+            self.reason_contains in str(row.get("reason") or "")
+        )
+
+
+@dataclass
+class ReverseVerification:
+    """The reverse reconcile plus every row the reverse stream quarantined.
+
+    ``passed`` only if legacy equals Rune through the mappings, no quarantined row is left
+    unexcluded and no Rune row of a reversible table lacks its legacy key: any of those is
+    a write a rollback would lose.
+    """
+
+    report: ReconcileReport
+    quarantined: list[dict[str, Any]]
+    excluded: dict[str, int]
+    rows_without_legacy_key: dict[str, int]
+
+    @property
+    def tables(self) -> list[Any]:
+        return self.report.tables
+
+    @property
+    def failures(self) -> list[str]:
+        out = []
+        if not self.report.passed:
+            out.append(f"legacy differs from Rune: {self.report.totals()}")
+        if self.quarantined:
+            first = self.quarantined[0]
+            out.append(
+                f"{len(self.quarantined)} row(s) quarantined by the reverse follower and not "
+                f"excluded by a rule, e.g. {first['target_table']} {first['source_key']}: "
+                f"{first['reason']}"
+            )
+        for table, count in sorted(self.rows_without_legacy_key.items()):
+            out.append(f"{count} {table} row(s) have no legacy key, so legacy cannot have them")
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def status(self) -> str:
+        if not self.passed:
+            return "failed"
+        return self.report.status
+
+    def totals(self) -> dict[str, int]:
+        return {
+            **self.report.totals(),
+            "quarantined": len(self.quarantined),
+            "quarantined_excluded": sum(self.excluded.values()),
+            "without_legacy_key": sum(self.rows_without_legacy_key.values()),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.report.as_dict(),
+            "status": self.status,
+            "passed": self.passed,
+            "totals": self.totals(),
+            "reverse": {
+                "failures": self.failures,
+                "quarantined": [
+                    {k: (str(v) if k == "at" else v) for k, v in row.items()}
+                    for row in self.quarantined
+                ],
+                "quarantined_excluded_by_rule": dict(self.excluded),
+                "rows_without_legacy_key": dict(self.rows_without_legacy_key),
+            },
+        }
+
+
+def verify_reverse(
+    settings: Settings,
+    *,
+    mappings: MappingSet | None = None,
+    accept: Sequence[QuarantineRule] = (),
+) -> ReverseVerification:
     """Reconcile in the reverse direction: legacy (through the mappings) vs Rune.
 
-    Call it after :func:`drain_reverse` with writes held: every reversible table must
-    match. Returns the reconcile report (``report.passed``).
+    Call it after :func:`drain_reverse` with writes held. The reconcile alone cannot see a
+    row the inverse quarantined (legacy lacks it, and Rune's row has no legacy key, so no
+    side counts it as missing), so every quarantined row of the current stream is listed
+    and fails verification unless a rule in ``accept`` names it, and Rune rows of the
+    reversible tables without a legacy key are counted as failures too.
     """
     from reconcile.reconcile_run import ReconcileOptions, run_reconcile
 
     mappings = mappings or load_mappings()
-    tables = tuple(i.table for i in reversible_targets(mappings))
-    return run_reconcile(
+    inverses = reversible_targets(mappings)
+    tables = tuple(i.table for i in inverses)
+    report = run_reconcile(
         settings,
         ReconcileOptions(tables=tables, settle_rounds=0, settle_timeout=0.0, quality=False),
         mappings=mappings,
     )
+    quarantined: list[dict[str, Any]] = []
+    excluded: dict[str, int] = {}
+    for writer in _writers(settings):
+        try:
+            writer.ensure_state()
+            since = writer.stream_start(SLOT)
+            for row in writer.quarantined(SLOT, 1_000_000, since_lsn=since):
+                rule = next((r for r in accept if r.matches(row)), None)
+                if rule is None:
+                    quarantined.append(row)
+                else:
+                    excluded[rule.name] = excluded.get(rule.name, 0) + 1
+        finally:
+            writer.close()
+    return ReverseVerification(report, quarantined, excluded, _rows_without_key(settings, inverses))
+
+
+def _rows_without_key(settings: Settings, inverses: Sequence[InverseMapping]) -> dict[str, int]:
+    """Rune rows of the reversible tables whose primary feed's legacy key is NULL."""
+    out: dict[str, int] = {}
+    with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
+        for inv in inverses:
+            holders = [h for _, h in inv.primary.key if h != "id"]
+            if not holders:
+                continue
+            # rune.accounts also holds Shopify-only customers (a one-way feed): they never
+            # had a legacy row, so a missing legacy key there is no loss.
+            if any(f.one_way is not None for f in inv.feeds):
+                continue
+            schema, name = inv.table.split(".", 1)
+            where = sql.SQL(" OR ").join(
+                sql.SQL("{} IS NULL").format(sql.Identifier(h)) for h in holders
+            )
+            row = conn.execute(
+                sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
+                    sql.Identifier(schema, name), where
+                )
+            ).fetchone()
+            if row and row[0]:
+                out[inv.table] = int(row[0])
+    return out
 
 
 __all__ = [
+    "KEY_ALLOCATIONS",
     "PUBLICATION",
     "SLOT",
+    "KeyAllocation",
+    "QuarantineRule",
     "ReverseFollower",
     "ReverseOptions",
     "ReversePrepared",
     "ReverseResult",
     "ReverseStatus",
+    "ReverseVerification",
     "drain_reverse",
+    "end_key_allocation",
     "finish_reverse",
     "prepare_reverse",
     "reverse_status",

@@ -2,8 +2,15 @@
 
 Rows Rune creates get ids derived from the client's request id (uuid5 of
 ``rune_license:<request_id>``, ``rune_order:...``, ``rune_order_item:...``), so they can
-never collide with migrated rows (uuid5 of ``license:<legacy id>``), and a replayed request
-computes the same ids. Legacy provenance columns (``legacy_*``) stay NULL on them.
+never collide with migrated rows (uuid5 of ``license:<legacy id>``). Legacy provenance
+columns (``legacy_*``) stay NULL on them, except during the soak (decision 0007): while
+reverse replication is prepared, the sequence ``runeshift.reverse_license_keys`` exists
+and a new license takes its ``legacy_license_id`` from it, with the id a migrated row of
+that key has (uuid5 of ``license:<key>``), so reverse replication writes it into legacy
+under that key and the forward catch-up, after a rollback, updates the same Rune row. A
+replayed request is answered from the ledger, which holds the id (a replay that lost the
+claim race has used up a key: gaps are harmless). Timestamps are written to the second:
+legacy's DATETIME columns have no fractions, and the reverse reconcile compares exactly.
 
 The idempotency ledger is ``rune_service.write_requests``, in a schema this service creates
 itself at start (``ensure_ledger``), outside ``rune`` (the product schema, versioned by the
@@ -58,6 +65,9 @@ _LEDGER_DDL = (
         applied_at  timestamptz NOT NULL DEFAULT now()
     )""",
 )
+
+# Exists only while reverse replication is prepared (runeshift/reverse_sync.py makes it).
+LICENSE_KEYS = "runeshift.reverse_license_keys"
 
 LegacyLedger = Callable[[str], WriteResult | None]
 
@@ -178,9 +188,14 @@ class RuneStore:
                 earlier = None
             if earlier is not None:
                 return earlier
-        license_id = uuid_for("rune_license", request.request_id)
         order_id = uuid_for("rune_order", request.request_id) if kind == "order" else None
         with self._pool.connection() as conn, conn.transaction():
+            legacy_key = self._legacy_key(conn)
+            license_id = (
+                uuid_for("rune_license", request.request_id)
+                if legacy_key is None
+                else uuid_for("license", legacy_key)
+            )
             claimed = conn.execute(
                 f"INSERT INTO {LEDGER_SCHEMA}.write_requests "
                 "(request_id, kind, fingerprint, license_id, order_id) VALUES (%s, %s, %s, %s, %s) "
@@ -203,10 +218,19 @@ class RuneStore:
             order_item_id = None
             if isinstance(request, OrderRequest):
                 order_item_id = self._insert_order(conn, request, account, script[0])
-            self._insert_license(conn, request, license_id, account[0], script[0], order_item_id)
+            self._insert_license(
+                conn, request, license_id, legacy_key, account[0], script[0], order_item_id
+            )
         return WriteResult(
             request.request_id, kind, "rune", str(license_id), None, _iso_uuid(order_id)
         )
+
+    @staticmethod
+    def _legacy_key(conn: psycopg.Connection[Any]) -> int | None:
+        """The next legacy license id while reverse replication is prepared, else None."""
+        # nextval(NULL) is NULL: outside the soak the sequence does not exist.
+        row = conn.execute(f"SELECT nextval(to_regclass('{LICENSE_KEYS}'))").fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     @staticmethod
     def _replay(
@@ -273,6 +297,7 @@ class RuneStore:
         conn: psycopg.Connection[Any],
         request: LicenseGrant | OrderRequest,
         license_id: Any,
+        legacy_key: int | None,
         account_id: Any,
         script_id: Any,
         order_item_id: Any,
@@ -281,10 +306,23 @@ class RuneStore:
         paid = request.price_minor if isinstance(request, OrderRequest) else 0
         currency = request.currency if isinstance(request, OrderRequest) else None
         conn.execute(
-            "INSERT INTO rune.licenses (id, account_id, script_id, kind, starts_at, expires_at, "
-            "order_item_id, price_paid_minor, price_currency) "
-            "VALUES (%s, %s, %s, %s, now(), now() + %s::interval, %s, %s, %s)",
-            (license_id, account_id, script_id, request.kind, term, order_item_id, paid, currency),
+            "WITH t AS (SELECT date_trunc('second', now()) AS now) "
+            "INSERT INTO rune.licenses (id, legacy_license_id, account_id, script_id, kind, "
+            "starts_at, expires_at, order_item_id, price_paid_minor, price_currency, "
+            "created_at, updated_at) "
+            "SELECT %s, %s, %s, %s, %s, t.now, t.now + %s::interval, %s, %s, %s, t.now, t.now "
+            "FROM t",
+            (
+                license_id,
+                legacy_key,
+                account_id,
+                script_id,
+                request.kind,
+                term,
+                order_item_id,
+                paid,
+                currency,
+            ),
         )
 
 

@@ -30,6 +30,7 @@ from load.target_schema import upgrade
 from runeshift.backfill import run_backfill
 from runeshift.connections import mysql_connect
 from runeshift.reverse_sync import (
+    QuarantineRule,
     ReverseFollower,
     ReverseOptions,
     drain_reverse,
@@ -37,10 +38,13 @@ from runeshift.reverse_sync import (
     reverse_status,
     reversible_targets,
     run_reverse,
+    verify_reverse,
 )
 from runeshift.sample.legacy_world import generate_legacy_world
 from runeshift.secrets import Secret
 from runeshift.settings import Settings
+from services.rune_service.rune_store import RuneStore
+from services.rune_service.shop_api import LicenseGrant
 from transform.identity_keys import uuid_for
 from transform.mapping_loader import load_mappings
 
@@ -336,3 +340,119 @@ def test_forward_follower_transactions_are_not_echoed(world):
     result = drain_reverse(world)
     assert result.transactions_applied == 0
     assert result.echo_transactions_skipped == 1
+
+
+def _legacy_license(settings: Settings, legacy_id: int) -> tuple | None:
+    conn = mysql_connect(settings.repo_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT member_id, script_id, kind, refunded, expires_at FROM licenses "
+                "WHERE id = %s",
+                (legacy_id,),
+            )
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def _legacy_license_count(settings: Settings) -> int:
+    conn = mysql_connect(settings.repo_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM licenses")
+            row = cur.fetchone()
+            return int(row[0])
+    finally:
+        conn.close()
+
+
+def test_licenses_the_rune_service_creates_reach_legacy_and_their_updates_the_same_row(
+    world, pg_server_url
+):
+    """Decision 0007: the Rune service keys new licenses from the soak's sequence."""
+    before = _legacy_license_count(world)
+    store = RuneStore(world.postgres_url, pool_size=2)
+    with psycopg.connect(world.postgres_url, autocommit=True) as conn:
+        pairs = conn.execute(
+            "SELECT a.legacy_member_id, s.legacy_script_id FROM rune.accounts a, rune.scripts s "
+            "WHERE a.legacy_member_id IS NOT NULL ORDER BY 1, 2 LIMIT 3"
+        ).fetchall()
+        top = conn.execute("SELECT max(legacy_license_id) FROM rune.licenses").fetchone()
+    try:
+        results = [
+            store.apply_write(LicenseGrant(f"rv-{uuid.uuid4().hex}", m, s, kind))
+            for (m, s), kind in zip(pairs, ("trial", "lifetime", "monthly"), strict=True)
+        ]
+        # a replay is answered from the ledger: same row, no second license
+        again = store.apply_write(
+            LicenseGrant(results[0].request_id, pairs[0][0], pairs[0][1], "trial")
+        )
+        assert again.license_id == results[0].license_id
+    finally:
+        store.close()
+    with psycopg.connect(world.postgres_url, autocommit=True) as conn:
+        keys = {
+            str(r[0]): r[1]
+            for r in conn.execute(
+                "SELECT id, legacy_license_id FROM rune.licenses WHERE id = ANY(%s::uuid[])",
+                ([r.license_id for r in results],),
+            ).fetchall()
+        }
+    assert len(keys) == 3 and all(k is not None for k in keys.values())
+    assert min(keys.values()) > int(top[0])  # above every legacy id
+    for license_id, key in keys.items():
+        assert license_id == str(uuid_for("license", key))  # a migrated row's id for the key
+
+    first = drain_reverse(world)
+    assert first.rows_quarantined == 0 and first.transactions_applied == 3
+    assert _legacy_license_count(world) == before + 3
+    trial_key = keys[results[0].license_id]
+    row = _legacy_license(world, trial_key)
+    assert row is not None and (row[0], row[1], row[2], row[3]) == (*pairs[0], "trial", 0)
+    lifetime = _legacy_license(world, keys[results[1].license_id])
+    assert lifetime is not None and str(lifetime[4]).startswith("0000")  # never expires
+
+    # A later update of the Rune row reaches the same legacy row, and nothing else.
+    with psycopg.connect(world.postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE rune.licenses SET refunded = true, updated_at = date_trunc('second', now()) "
+            "WHERE id = %s",
+            (results[0].license_id,),
+        )
+    second = drain_reverse(world)
+    assert second.rows_quarantined == 0 and second.transactions_applied == 1
+    row = _legacy_license(world, trial_key)
+    assert row is not None and row[3] == 1
+    assert _legacy_license_count(world) == before + 3
+    verification = verify_reverse(world)
+    assert verification.passed, verification.failures
+    _assert_converged(world, pg_server_url)
+
+
+def test_verification_fails_on_a_quarantined_row_unless_a_named_rule_accepts_it(world):
+    """A row the inverse cannot write is never dropped silently by verify_reverse."""
+    with psycopg.connect(world.postgres_url, autocommit=True) as conn:
+        # A license without a legacy key: what the service wrote before decision 0007.
+        conn.execute(
+            "INSERT INTO rune.licenses (id, account_id, script_id, kind, starts_at) "
+            "SELECT %s, (SELECT id FROM rune.accounts WHERE legacy_member_id IS NOT NULL "
+            "ORDER BY legacy_member_id LIMIT 1), (SELECT id FROM rune.scripts ORDER BY "
+            "legacy_script_id LIMIT 1), 'trial', date_trunc('second', now())",
+            (uuid.uuid4(),),
+        )
+    result = drain_reverse(world)
+    assert result.rows_quarantined == 1
+    verification = verify_reverse(world)
+    assert verification.report.passed  # the plain reconcile cannot see the lost row
+    assert not verification.passed
+    assert len(verification.quarantined) == 1
+    assert verification.rows_without_legacy_key == {"rune.licenses": 1}
+    assert verification.as_dict()["passed"] is False
+    rule = QuarantineRule(
+        "test_grant", "a test grant nobody needs in legacy", "rune.licenses", "no legacy key"
+    )
+    accepted = verify_reverse(world, accept=[rule])
+    assert accepted.quarantined == [] and accepted.excluded == {"test_grant": 1}
+    # the Rune row itself still has no legacy key: still a failure, named as such
+    assert [f for f in accepted.failures if "no legacy key" in f]
