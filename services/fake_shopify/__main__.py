@@ -30,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="a supported version (repeat); older ones fall forward to the oldest",
     )
+    p.add_argument(
+        "--webhook-secret",
+        default="fake_client_secret",
+        help="the app's client secret that signs webhook deliveries",
+    )
     p.add_argument("--bucket", type=float, default=1000.0, help="GraphQL bucket size (points)")
     p.add_argument(
         "--restore-rate", type=float, default=50.0, help="GraphQL points restored per second"
@@ -75,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         token=args.token,
+        webhook_secret=args.webhook_secret,
         bucket_size=args.bucket,
         restore_rate=args.restore_rate,
         rest_bucket_size=args.rest_bucket,

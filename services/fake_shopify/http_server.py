@@ -4,7 +4,10 @@ Routes: ``POST /admin/api/{version}/graphql.json`` (GraphQL, JSON or ``applicati
 bodies), ``GET /admin/api/{version}/{resource}.json`` (REST), ``GET /bulk-results/{t}.jsonl``
 (bulk results, no auth, like a signed storage URL), ``POST /admin/oauth/access_token``
 (client-credentials grant, returns the current token) and the test controls under
-``/__fake__/`` (``requests``, ``state``, ``faults``, ``rotate-token``, ``mutate``, ``clear-log``).
+``/__fake__/`` (``requests``, ``state``, ``faults``, ``rotate-token``, ``mutate``, ``clear-log``,
+``webhooks``, ``webhook-deliveries``). A mutation is also an event for the webhook
+subscriptions (``webhook_emitter.py``), signed with ``webhook_secret`` (the app's client
+secret).
 
 Like Shopify: header names are lowercase (HTTP/2 style; ``canonical_headers`` switches to
 Title-Case), a bad or missing ``X-Shopify-Access-Token`` gets 401 with Shopify's body, a
@@ -35,12 +38,14 @@ from services.fake_shopify.graphql_api import AdminRoot, BulkPageReader, GraphQL
 from services.fake_shopify.request_log import LoggedRequest, RequestLog
 from services.fake_shopify.rest_api import RestApi
 from services.fake_shopify.store_db import RESOURCES, Resource, StoreDB
+from services.fake_shopify.webhook_emitter import WebhookEmitter, WebhookKnobs, topic_for
 
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 REST_THROTTLED = (
     "Exceeded 2 calls per second for api client. "
     "Reduce request rates to resume uninterrupted service."
 )
+SHOP_DOMAIN = "tribot-store.myshopify.com"
 SUPPORTED_VERSIONS = ("2025-10", "2026-01", "2026-04", "2026-07", "2026-10")
 DEFAULT_SCOPES = ("read_customers", "read_products", "read_orders", "read_all_orders")
 _VERSION = re.compile(r"^(\d{4})-(01|04|07|10)$")
@@ -55,6 +60,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 0
     token: str = "shpat_fake_token"
+    webhook_secret: str = "fake_client_secret"
     supported_versions: tuple[str, ...] = SUPPORTED_VERSIONS
     bucket_size: float = 1000.0
     restore_rate: float = 50.0
@@ -90,7 +96,7 @@ class FakeShopify:
         self.cost_bucket = CostBucket(config.bucket_size, config.restore_rate)
         self.rest_bucket = RequestBucket(config.rest_bucket_size, config.rest_leak_rate)
         renderer = StoreRenderer(self.store)
-        root = AdminRoot(self.store, renderer, None, config.scopes, "tribot-store.myshopify.com")
+        root = AdminRoot(self.store, renderer, None, config.scopes, SHOP_DOMAIN)
         results = config.results_dir or config.db_path.with_name(
             config.db_path.name + ".bulk-results"
         )
@@ -102,6 +108,9 @@ class FakeShopify:
             root, self.cost_bucket, report_throttle_status=config.report_throttle_status
         )
         self.rest = RestApi(self.store)
+        self.webhooks = WebhookEmitter(
+            config.webhook_secret, SHOP_DOMAIN, max(config.supported_versions)
+        )
         self._token_lock = threading.Lock()
 
     def token_ok(self, presented: str | None) -> bool:
@@ -133,6 +142,12 @@ class FakeShopify:
             return self._set_faults(payload)
         if name == "mutate" and method == "POST":
             return self._mutate(payload)
+        if name == "webhooks" and method == "POST":
+            return self._webhooks(payload)
+        if name == "webhooks" and method == "GET":
+            return 200, {"subscriptions": self.webhooks.subscriptions()}
+        if name == "webhook-deliveries" and method == "GET":
+            return 200, {"deliveries": self.webhooks.deliveries()}
         return 404, {"errors": "Not Found"}
 
     def _set_faults(self, payload: dict[str, Any]) -> tuple[int, Any]:
@@ -159,20 +174,46 @@ class FakeShopify:
             return 400, {"errors": str(exc)}
         return 200, {"faults": self.faults.as_json()}
 
+    def _webhooks(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        """Subscribe (``address``, ``topics``), clear, or set delivery knobs."""
+        try:
+            if payload.get("clear"):
+                self.webhooks.unsubscribe_all()
+                self.webhooks.clear_log()
+            knobs = payload.get("knobs", {})
+            for name in WebhookKnobs.__dataclass_fields__:
+                if name in knobs:
+                    setattr(
+                        self.webhooks.knobs, name, type(getattr(WebhookKnobs(), name))(knobs[name])
+                    )
+            if payload.get("address"):
+                self.webhooks.subscribe(str(payload["address"]), payload.get("topics"))
+        except (KeyError, ValueError, TypeError) as exc:
+            return 400, {"errors": str(exc)}
+        return 200, {"subscriptions": self.webhooks.subscriptions()}
+
     def _mutate(self, payload: dict[str, Any]) -> tuple[int, Any]:
+        """Create (``record``), update (``changes``) or delete a record, then emit its webhook."""
         resource = payload.get("resource")
         if resource not in RESOURCES:
             return 400, {"errors": f"resource must be one of {', '.join(RESOURCES)}"}
         res: Resource = resource
+        if isinstance(payload.get("record"), dict):
+            doc = dict(payload["record"])
+            self.store.put(res, doc)
+            self.webhooks.emit(topic_for(res, "create"), self.rest.render(res, doc))
+            return 200, {"record": doc}
         record_id = int(payload["id"])
         if payload.get("delete"):
-            return (
-                (200, {"deleted": True})
-                if self.store.delete(res, record_id)
-                else (404, {"errors": "Not Found"})
-            )
-        doc = self.store.update(res, record_id, dict(payload.get("changes", {})))
-        return (200, {"record": doc}) if doc is not None else (404, {"errors": "Not Found"})
+            if not self.store.delete(res, record_id):
+                return 404, {"errors": "Not Found"}
+            self.webhooks.emit(topic_for(res, "delete"), {"id": record_id})
+            return 200, {"deleted": True}
+        updated = self.store.update(res, record_id, dict(payload.get("changes", {})))
+        if updated is None:
+            return 404, {"errors": "Not Found"}
+        self.webhooks.emit(topic_for(res, "update"), self.rest.render(res, updated))
+        return 200, {"record": updated}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -427,6 +468,7 @@ class FakeShopifyServer:
         self._httpd.serve_forever()
 
     def stop(self) -> None:
+        self.shop.webhooks.stop()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
