@@ -42,6 +42,8 @@ class Settings:
     shopify_base_url: str = ""
     shopify_token: Secret = field(default_factory=lambda: Secret(""))
     shopify_api_version: str = DEFAULT_SHOPIFY_API_VERSION
+    # The app's client secret: Shopify signs webhook deliveries with it (HMAC-SHA256).
+    shopify_webhook_secret: Secret = field(default_factory=lambda: Secret(""))
     home: Path = field(default_factory=runeshift_home)
     origins: dict[str, Origin] = field(default_factory=dict, compare=False)
 
@@ -83,6 +85,7 @@ _SETTING_NAMES = (
     "shopify_base_url",
     "shopify_token",
     "shopify_api_version",
+    "shopify_webhook_secret",
 )
 
 
@@ -146,4 +149,11 @@ def load_settings() -> Settings:
                 values[name] = str(value)
                 origins[name] = origin
     token = Secret(values.pop("shopify_token", ""))
-    return Settings(**values, shopify_token=token, home=home, origins=origins)
+    webhook_secret = Secret(values.pop("shopify_webhook_secret", ""))
+    return Settings(
+        **values,
+        shopify_token=token,
+        shopify_webhook_secret=webhook_secret,
+        home=home,
+        origins=origins,
+    )
