@@ -116,12 +116,17 @@ def run_quality_suites(pg_url: str) -> list[QualityResult]:
     """Validate every check against the target; a check that cannot run is a failed result."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from sqlalchemy.pool import NullPool
 
     for name in ("great_expectations", "great_expectations.data_context.types.base"):
         logging.getLogger(name).setLevel(logging.ERROR)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)  # core never prints
-    source = context.data_sources.add_postgres("rune", connection_string=_sqlalchemy_url(pg_url))
+    # No pool: each connection closes when GE returns it, instead of lingering in a pool
+    # that only the garbage collector would close (a ResourceWarning, much later).
+    source = context.data_sources.add_postgres(
+        "rune", connection_string=_sqlalchemy_url(pg_url), kwargs={"poolclass": NullPool}
+    )
     batches: dict[str, Any] = {}
     results: list[QualityResult] = []
     for check in _checks():

@@ -18,10 +18,6 @@ from cutover.stages import STAGE_ORDER
 from services.proxy.runtime_client import Routes
 from tests.cutover.conftest import CutoverWorld, Traffic
 
-# The in-process reconciliations of the earlier tests (the 'verified' gate) leave psycopg
-# connections to the garbage collector; they surface as ResourceWarnings in a later test.
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
 OPTIONS = PlanOptions(lag_threshold_s=1.0, lag_samples=2, pause_budget_s=1.0)
 SWITCH_STEPS = [
     "mark_verification_window",
