@@ -832,9 +832,79 @@ def _parse(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def follow_lag_seconds(position: dict[str, Any], now: datetime | None = None) -> float | None:
+def follow_lag_seconds(position: Any, now: datetime | None = None) -> float | None:
     """How far a stream's checkpoint is behind now (its ``since``: applied up to there)."""
-    since = position.get("since")
+    since = position.get("since") if isinstance(position, dict) else None
     if not since:
         return None
-    return max(0.0, ((now or datetime.now(UTC)) - _parse(str(since))).total_seconds())
+    return round(max(0.0, ((now or datetime.now(UTC)) - _parse(str(since))).total_seconds()), 3)
+
+
+class ShopifyFollowRun:
+    """The follower (and, when asked, the webhook receiver) running beside ``run_sync``."""
+
+    def __init__(self, follower: ShopifyFollower, receiver: Any | None) -> None:
+        self.follower = follower
+        self.receiver = receiver
+        self._stop = threading.Event()
+
+    def start(self) -> ShopifyFollowRun:
+        if self.receiver is not None:
+            self.receiver.start()
+        self.follower.start(self._stop)
+        return self
+
+    def finish(self, *, wait: bool, timeout: float) -> dict[str, Any]:
+        """Stop (after one complete poll when ``wait``); returns the summary for the run."""
+        caught_up = self.follower.polled.wait(timeout) if wait else self.follower.polled.is_set()
+        self.stop()
+        summary = self.follower.stats.as_dict()
+        summary["caught_up"] = caught_up and self.follower.error is None
+        summary["error"] = None if self.follower.error is None else str(self.follower.error)
+        if self.receiver is not None:
+            summary["webhooks"] = {"url": self.receiver.url, **self.receiver.stats.as_dict()}
+        return summary
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.receiver is not None:
+            with contextlib.suppress(OSError):
+                self.receiver.stop()
+        self.follower.join(timeout=30)
+
+
+def start_shopify_follow(
+    settings: Settings,
+    mappings: MappingSet,
+    *,
+    enabled: bool | None,
+    poll_interval: float = FollowOptions.poll_interval,
+    webhook_port: int | None = None,
+) -> ShopifyFollowRun | None:
+    """The Shopify part of ``runeshift sync``: None when it is off.
+
+    ``enabled=None`` follows the store when ``shopify_base_url`` is set. The webhook
+    receiver listens on ``webhook_port`` (0: any free port) when it is given.
+
+    Raises:
+        ConfigError: the store has no checkpoint to follow from, or webhooks are asked
+            for without ``shopify_webhook_secret``.
+    """
+    if enabled is False or (enabled is None and not settings.shopify_base_url):
+        return None
+    follower = ShopifyFollower.from_settings(
+        settings, mappings, options=FollowOptions(poll_interval=poll_interval)
+    )
+    try:
+        follower.check()
+        receiver = None
+        if webhook_port is not None:
+            from runeshift.shopify_webhooks import WebhookReceiver
+
+            receiver = WebhookReceiver(
+                settings.shopify_webhook_secret, follower.submit, port=webhook_port
+            )
+    except BaseException:
+        follower.close()
+        raise
+    return ShopifyFollowRun(follower, receiver).start()

@@ -16,8 +16,9 @@ stop at a transaction boundary, what is queued is applied and committed, then it
 
 DDL on a mapped source table is checked against the mapping by the drift guard; a table
 that drifted is paused (its changes skipped and the pause recorded with the schema diff)
-while the other tables keep flowing. Shopify changes are not followed yet: the Shopify ->
-Rune mapping does not exist; :data:`SHOPIFY_HOOK` marks where its poller plugs in.
+while the other tables keep flowing. The Shopify store is followed beside the binlogs
+(``runeshift/shopify_follow.py``: its own thread, connection and checkpoints, plus the
+optional webhook receiver) while this follower holds the lock; ``SyncOptions.shopify``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from runeshift.connections import pg_connect
 from runeshift.errors import ConfigError, FatalError, RuneshiftError
 from runeshift.heartbeat import HEARTBEAT_TABLE, HeartbeatWriter
 from runeshift.settings import Settings
+from runeshift.shopify_follow import follow_lag_seconds, start_shopify_follow
 from runeshift.sync_metrics import SyncMetrics
 from transform.mapping_drift import DriftFinding, check_drift
 from transform.mapping_loader import load_mappings
@@ -54,9 +56,6 @@ from transform.mapping_spec import MappingSet
 
 SYNC_LOCK = 0x52554E45_0005  # pg advisory lock key: one active follower per target
 SOURCES = (("forums", "forums_url"), ("repo", "repo_url"))
-# Where a Shopify follower (incremental poller + webhook fast path) will plug in: a callable
-# given the open transaction that applies and checkpoints Shopify changes like a binlog batch.
-SHOPIFY_HOOK: Callable[[psycopg.Connection[Any]], int] | None = None
 MAX_BATCH_CHANGES = 5_000
 MAX_BATCH_SECONDS = 0.05
 QUEUE_TRANSACTIONS = 20_000
@@ -70,6 +69,10 @@ class SyncOptions:
     heartbeat_interval: float = 0.5
     standby_poll_seconds: float = 0.5
     timeout_seconds: float | None = None
+    # Follow the Shopify store too (None: when shopify_base_url is set); webhooks on a port.
+    shopify: bool | None = None
+    shopify_poll_interval: float = 5.0
+    shopify_webhook_port: int | None = None
 
 
 @dataclass
@@ -83,9 +86,12 @@ class SyncResult:
     seconds: float
     paused_tables: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    shopify: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        extra = {"shopify": self.shopify} if self.shopify is not None else {}
         return {
+            **extra,
             "run_id": self.run_id,
             "status": self.status,
             "caught_up": self.caught_up,
@@ -267,7 +273,23 @@ def run_sync(
             if stop.wait(options.standby_poll_seconds):
                 return SyncResult("", "stopped", False, {}, 0, 0, time.monotonic() - started)
         metrics.role = "active"
-        return _follow(settings, options, stop, metrics, mappings, pg_url, on_batch, started)
+        shopify = start_shopify_follow(
+            settings,
+            mappings,
+            enabled=options.shopify,
+            poll_interval=options.shopify_poll_interval,
+            webhook_port=options.shopify_webhook_port,
+        )
+        try:
+            result = _follow(settings, options, stop, metrics, mappings, pg_url, on_batch, started)
+            if shopify is not None:
+                wait = options.until_caught_up and result.caught_up
+                result.shopify = shopify.finish(wait=wait, timeout=options.timeout_seconds or 120)
+                result.caught_up = result.caught_up and (not wait or result.shopify["caught_up"])
+            return result
+        finally:
+            if shopify is not None:
+                shopify.stop()
     finally:
         metrics.role = "stopped"
         lock_conn.close()
@@ -634,13 +656,16 @@ def sync_status(settings: Settings) -> SyncStatus:
             metrics = (summary.get("metrics") or {}) if isinstance(summary, dict) else {}
             if metrics:
                 rate = metrics.get("changes_per_second")
+            lag = None if r[4] is None else round(float(r[4]) / 1000, 3)
+            if str(r[0]).startswith("shopify:"):
+                lag = follow_lag_seconds(r[1])  # a store stream: the age of its checkpoint
             sources.append(
                 {
                     "source": r[0],
                     "position": r[1],
                     "recorded_by": r[2],
                     "position_updated_at": r[3].isoformat() if r[3] else None,
-                    "lag_seconds": None if r[4] is None else round(float(r[4]) / 1000, 3),
+                    "lag_seconds": lag,
                     "lag_measured_seconds_ago": None if r[6] is None else round(float(r[6]), 3),
                     "changes_applied": r[7] or 0,
                     "transactions_applied": r[8] or 0,
@@ -665,7 +690,6 @@ def sync_status(settings: Settings) -> SyncStatus:
 
 
 __all__ = [
-    "SHOPIFY_HOOK",
     "FatalError",
     "RuneshiftError",
     "SyncOptions",

@@ -1,4 +1,5 @@
-"""``runeshift sync [--until-caught-up] [--metrics-port N]`` and ``runeshift sync status``."""
+"""``runeshift sync [--until-caught-up] [--metrics-port N] [--shopify/--no-shopify]
+[--shopify-webhook-port N]`` and ``runeshift sync status``."""
 
 from __future__ import annotations
 
@@ -47,6 +48,12 @@ def _live_table(metrics: SyncMetrics) -> Table:
     return t
 
 
+def _position(position: dict[str, Any]) -> str:
+    if "file" in position:
+        return f"{position.get('file')}:{position.get('position')}"
+    return f"updated_at {position.get('since')}"  # a Shopify stream's checkpoint
+
+
 @app.callback()
 def sync(
     ctx: typer.Context,
@@ -60,6 +67,17 @@ def sync(
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the run summary as JSON, no live display."
+    ),
+    shopify: bool | None = typer.Option(
+        None,
+        "--shopify/--no-shopify",
+        help="Follow the Shopify store too (default: when shopify_base_url is set).",
+    ),
+    shopify_webhook_port: int | None = typer.Option(
+        None,
+        "--shopify-webhook-port",
+        help="Receive Shopify webhooks on http://127.0.0.1:PORT/webhooks/shopify "
+        "(needs shopify_webhook_secret); the poll still runs.",
     ),
 ) -> None:
     """Follow the legacy binlogs into Rune (SIGTERM drains and commits, then exits)."""
@@ -75,7 +93,11 @@ def sync(
         server = MetricsServer(metrics.prometheus, metrics_port)
         server.start()
         err.print(f"metrics on http://127.0.0.1:{server.port}/metrics")
-    options = SyncOptions(until_caught_up=until_caught_up)
+    options = SyncOptions(
+        until_caught_up=until_caught_up,
+        shopify=shopify,
+        shopify_webhook_port=shopify_webhook_port,
+    )
     try:
         if as_json:
             result = run_sync(settings, options=options, stop=stop, metrics=metrics)
@@ -97,6 +119,14 @@ def sync(
         )
         for p in result.paused_tables:
             out.print(f"[yellow]paused[/] {p['table']}: {p['remedy']}")
+        if result.shopify is not None:
+            streams = result.shopify["streams"]
+            written = sum(s["rows_written"] for s in streams.values())
+            out.print(
+                f"shopify: {result.shopify['polls']} polls, {written:,} rows written, "
+                f"{result.shopify['webhooks_applied']} webhooks applied"
+                + (f"; [red]error[/] {result.shopify['error']}" if result.shopify["error"] else "")
+            )
     if until_caught_up and not result.caught_up:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
@@ -113,7 +143,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             s["source"],
             _seconds(s["lag_seconds"]),
             _seconds(s["lag_measured_seconds_ago"]),
-            f"{s['position'].get('file')}:{s['position'].get('position')}",
+            _position(s["position"]),
             s["position"].get("gtid", ""),
             s["recorded_by"],
             f"{s['changes_applied']:,}",

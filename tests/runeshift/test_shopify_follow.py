@@ -585,3 +585,33 @@ def test_webhooks_are_verified_deduplicated_and_applied(
                 [list(map(str, r)) for r in conn.execute(f"SELECT * FROM {table}").fetchall()]
             )
             assert TOKEN not in dump and WEBHOOK_SECRET not in dump, table
+
+
+def test_sync_follows_the_store_beside_the_binlogs_and_reports_its_lag(store_world) -> None:
+    from runeshift.sync import SyncOptions, run_sync, sync_status
+
+    shop, settings = store_world["shop"], store_world["settings"]
+    changes = StoreChanges(shop, store_world["store"])
+    try:
+        customer = changes.new_customer("sync.follow@example.com", "Sync", "Follow")
+        order = changes.new_order(customer, 40)
+    finally:
+        changes.close()
+    options = SyncOptions(until_caught_up=True, timeout_seconds=120, shopify_poll_interval=0.2)
+    result = run_sync(settings, options=options)
+    assert result.caught_up and result.shopify is not None
+    assert result.shopify["caught_up"] and result.shopify["error"] is None
+    assert result.as_dict()["shopify"]["streams"]["orders"]["rows_written"] >= 1
+    pg = settings.postgres_url
+    assert _rows(
+        pg, "SELECT count(*) FROM rune.orders WHERE shopify_order_id = %s", (order["id"],)
+    ) == [(1,)]
+    status = sync_status(settings).as_dict()
+    lags = {s["source"]: s["lag_seconds"] for s in status["sources"]}
+    for stream in ("customers", "products", "orders"):
+        assert lags[f"shopify:{stream}"] is not None and lags[f"shopify:{stream}"] < 120, lags
+    # Off when asked: nothing of the store is touched.
+    off = run_sync(
+        settings, options=SyncOptions(until_caught_up=True, timeout_seconds=60, shopify=False)
+    )
+    assert off.caught_up and off.shopify is None
