@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/webhooks/shopify"
 _STREAMS: dict[str, Stream] = {"orders": "orders", "customers": "customers", "products": "products"}
+# Topics about an order's children announce a change of their order (``refunds/create``).
+_PARENTS: dict[str, tuple[Stream, str]] = {"refunds": ("orders", "order_id")}
 MAX_BODY = 5 * 1024 * 1024
 
 
@@ -66,17 +68,18 @@ def verify_signature(secret: Secret, body: bytes, signature: str | None) -> bool
 def change_from_delivery(topic: str, body: bytes, event_id: str) -> WebhookChange | None:
     """The change a delivery announces, or None for a topic the follower does not follow."""
     resource, _, action = topic.partition("/")
-    stream = _STREAMS.get(resource)
+    stream, id_field = _PARENTS.get(resource) or (_STREAMS.get(resource), "id")
     if stream is None:
         return None
     try:
         payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    record_id = numeric_id(payload.get("id")) if isinstance(payload, dict) else None
+    record_id = numeric_id(payload.get(id_field)) if isinstance(payload, dict) else None
     if record_id is None:
         return None
-    return WebhookChange(event_id, stream, record_id, deleted=action == "delete")
+    deleted = action == "delete" and id_field == "id"
+    return WebhookChange(event_id, stream, record_id, deleted=deleted)
 
 
 @dataclass

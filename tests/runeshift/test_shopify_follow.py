@@ -615,3 +615,45 @@ def test_sync_follows_the_store_beside_the_binlogs_and_reports_its_lag(store_wor
         settings, options=SyncOptions(until_caught_up=True, timeout_seconds=60, shopify=False)
     )
     assert off.caught_up and off.shopify is None
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "expected"),
+    [
+        ("orders/create", {"id": 9007199254740993}, ("orders", "9007199254740993", False)),
+        ("orders/cancelled", {"id": 5}, ("orders", "5", False)),
+        ("orders/delete", {"id": 5}, ("orders", "5", True)),
+        ("customers/update", {"id": 7}, ("customers", "7", False)),
+        ("products/delete", {"id": 8}, ("products", "8", True)),
+        ("refunds/create", {"id": 11, "order_id": 5}, ("orders", "5", False)),
+        ("app/uninstalled", {"id": 1}, None),
+        ("orders/create", {"name": "#1001"}, None),
+    ],
+    ids=[
+        "create-big-id",
+        "cancelled",
+        "delete",
+        "customer",
+        "product-delete",
+        "refund",
+        "other-topic",
+        "no-id",
+    ],
+)
+def test_what_a_delivery_announces(topic: str, payload: dict[str, Any], expected: Any) -> None:
+    from runeshift.shopify_webhooks import change_from_delivery
+
+    change = change_from_delivery(topic, json.dumps(payload).encode(), "ev-1")
+    got = None if change is None else (change.stream, change.record_id, change.deleted)
+    assert got == expected
+
+
+def test_signature_is_base64_hmac_sha256_of_the_raw_body() -> None:
+    from runeshift.shopify_webhooks import verify_signature
+
+    secret, body = Secret(WEBHOOK_SECRET), b'{"id":1}'
+    assert verify_signature(secret, body, _sign(WEBHOOK_SECRET, body))
+    assert not verify_signature(secret, body + b" ", _sign(WEBHOOK_SECRET, body))
+    assert not verify_signature(secret, body, _sign("other", body))
+    assert not verify_signature(secret, body, None)
+    assert WEBHOOK_SECRET not in repr(secret)
