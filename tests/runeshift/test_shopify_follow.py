@@ -657,3 +657,18 @@ def test_signature_is_base64_hmac_sha256_of_the_raw_body() -> None:
     assert not verify_signature(secret, body, _sign("other", body))
     assert not verify_signature(secret, body, None)
     assert WEBHOOK_SECRET not in repr(secret)
+
+
+def test_the_webhook_secret_setting_is_read_as_a_secret_and_shown_masked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from runeshift.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RUNESHIFT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RUNESHIFT_SHOPIFY_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    settings = load_settings()
+    assert settings.shopify_webhook_secret.reveal() == WEBHOOK_SECRET
+    shown = {name: (value, origin) for name, value, origin in settings.describe()}
+    assert shown["shopify_webhook_secret"] == ("***", "env")
+    assert WEBHOOK_SECRET not in repr(settings)
