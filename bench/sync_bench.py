@@ -17,8 +17,10 @@ Usage (uses the sandbox servers, or the RUNESHIFT_* settings):
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -153,8 +155,75 @@ def write_backlog(settings: Settings, changes: int) -> int:
     return done
 
 
+def _cpu() -> float:
+    """User + system CPU seconds of this process (its threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+
+
+def library_only(url: str, start: BinlogPosition, end: BinlogPosition) -> dict[str, Any]:
+    """python-mysql-replication alone over the same range: every row image of the database
+    decoded to a dict (the anchor: no runeshift code on the path)."""
+    from pymysqlreplication import BinLogStreamReader
+    from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, XidEvent
+    from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+    from extract.binlog_row_decoder import install_raw_strings
+    from runeshift.connections import parse_mysql_url
+
+    install_raw_strings()  # latin1 mojibake fails the library's default cp1252 decode
+    target = parse_mysql_url(url)
+    stream = BinLogStreamReader(
+        connection_settings={
+            "host": target.host,
+            "port": target.port,
+            "user": target.user,
+            "passwd": target.password,
+            "connect_timeout": 10,
+        },
+        server_id=7778,
+        resume_stream=True,
+        blocking=True,
+        slave_heartbeat=0.5,
+        log_file=start.file,
+        log_pos=start.position,
+        only_events=[
+            WriteRowsEvent,
+            UpdateRowsEvent,
+            DeleteRowsEvent,
+            XidEvent,
+            QueryEvent,
+            HeartbeatLogEvent,
+        ],
+        only_schemas=[target.database],
+        is_mariadb=True,
+        enable_logging=False,
+    )
+    rows = 0
+    cpu0, started = _cpu(), time.monotonic()
+    for event in stream:
+        if isinstance(event, WriteRowsEvent | UpdateRowsEvent | DeleteRowsEvent):
+            rows += len(event.rows)
+        elif (stream.log_file, stream.log_pos) >= (end.file, end.position):
+            break
+    seconds, cpu = time.monotonic() - started, _cpu() - cpu0
+    stream.close()
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_second": round(rows / seconds),
+        "cpu_s_per_10k": round(cpu / rows * 10_000, 3) if rows else None,
+    }
+
+
 def decode_only(
-    settings: Settings, source: str, url: str, start: BinlogPosition, end: BinlogPosition
+    settings: Settings,
+    source: str,
+    url: str,
+    start: BinlogPosition,
+    end: BinlogPosition,
+    profile: str = "",
 ) -> dict[str, Any]:
     from extract.binlog_source_lookup import SourceLookup
     from runeshift.connections import parse_mysql_url
@@ -172,21 +241,29 @@ def decode_only(
         stop=lambda: False,
     )
     rows = 0
-    started = time.monotonic()
+    profiler = cProfile.Profile() if profile else None
+    cpu0, started = _cpu(), time.monotonic()
+    if profiler is not None:
+        profiler.enable()
     for txn in reader.transactions(start):
         rows += len(txn.changes)
         if (txn.position.file, txn.position.position) >= (end.file, end.position):
             break
-    seconds = time.monotonic() - started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    seconds, cpu = time.monotonic() - started, _cpu() - cpu0
     return {
         "source": source,
         "rows": rows,
         "seconds": round(seconds, 2),
         "rows_per_second": round(rows / seconds),
+        "cpu_s_per_10k": round(cpu / rows * 10_000, 3) if rows else None,
+        "library_alone": library_only(url, start, end),
     }
 
 
-def backlog(settings: Settings, changes: int) -> dict[str, Any]:
+def backlog(settings: Settings, changes: int, profile: str = "") -> dict[str, Any]:
     # Bring the follower up to date first, so the backlog is exactly what we write next.
     run_sync(settings, options=SyncOptions(until_caught_up=True))
     starts = {"forums": _master(settings.forums_url), "repo": _master(settings.repo_url)}
@@ -195,11 +272,24 @@ def backlog(settings: Settings, changes: int) -> dict[str, Any]:
     write_seconds = time.monotonic() - t0
     ends = {"forums": _master(settings.forums_url), "repo": _master(settings.repo_url)}
     metrics = SyncMetrics()
-    t1 = time.monotonic()
+    profiler = cProfile.Profile() if profile else None
+    cpu0, t1 = _cpu(), time.monotonic()
+    if profiler is not None:
+        profiler.enable()
     result = run_sync(settings, options=SyncOptions(until_caught_up=True), metrics=metrics)
-    seconds = time.monotonic() - t1
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    seconds, cpu = time.monotonic() - t1, _cpu() - cpu0
     decode = [
-        decode_only(settings, "repo", settings.repo_url, starts["repo"], ends["repo"]),
+        decode_only(
+            settings,
+            "repo",
+            settings.repo_url,
+            starts["repo"],
+            ends["repo"],
+            profile and profile + ".decode-repo",
+        ),
         decode_only(settings, "forums", settings.forums_url, starts["forums"], ends["forums"]),
     ]
     return {
@@ -208,6 +298,8 @@ def backlog(settings: Settings, changes: int) -> dict[str, Any]:
         "catch_up_seconds": round(seconds, 1),
         "changes_applied": result.changes_applied,
         "catch_up_changes_per_second": round(result.changes_applied / seconds),
+        "catch_up_cpu_s_per_10k": round(cpu / max(1, result.changes_applied) * 10_000, 3),
+        "load_average": os.getloadavg()[0],
         "batches": metrics.batches,
         "decode_only": decode,
     }
@@ -222,20 +314,37 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--backlog", type=int, default=1_000_000)
     parser.add_argument("--out", default="")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse the world (legacy databases + backfilled target) of an earlier run at this "
+        "scale under $RUNESHIFT_HOME instead of generating and backfilling a new one",
+    )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="write a cProfile of the backlog catch-up (this process only) to this file",
+    )
     args = parser.parse_args()
     os.environ.setdefault("RUNESHIFT_HOME", tempfile.mkdtemp(prefix="syncbench-"))
     mysql_url, pg_server = _servers()
-    tag = uuid.uuid4().hex[:6]
-    forums, repo = f"sb_forums_{tag}", f"sb_repo_{tag}"
-    generate_legacy_world(mysql_url, scale=args.scale, seed=1, forums_db=forums, repo_db=repo)
-    pg = _fresh_pg(pg_server)
-    settings = Settings(
-        forums_url=mysql_url + forums,
-        repo_url=mysql_url + repo,
-        postgres_url=pg,
-        staging=str(Path(os.environ["RUNESHIFT_HOME"]) / "staging"),
-    )
-    run_backfill(settings)
+    saved = Path(os.environ["RUNESHIFT_HOME"]) / f"sync-bench-world-{args.scale:g}.json"
+    if args.reuse and saved.exists():
+        settings = Settings(**json.loads(saved.read_text()))
+    else:
+        tag = uuid.uuid4().hex[:6]
+        forums, repo = f"sb_forums_{tag}", f"sb_repo_{tag}"
+        generate_legacy_world(mysql_url, scale=args.scale, seed=1, forums_db=forums, repo_db=repo)
+        pg = _fresh_pg(pg_server)
+        settings = Settings(
+            forums_url=mysql_url + forums,
+            repo_url=mysql_url + repo,
+            postgres_url=pg,
+            staging=str(Path(os.environ["RUNESHIFT_HOME"]) / "staging"),
+        )
+        run_backfill(settings)
+        world = {k: getattr(settings, k) for k in ("forums_url", "repo_url", "postgres_url")}
+        saved.write_text(json.dumps({**world, "staging": settings.staging}))
     report: dict[str, Any] = {
         "scale": args.scale,
         "cpus": os.cpu_count(),
@@ -246,7 +355,7 @@ def main() -> None:
         report["lag"].append(lag_at_rate(settings, rate, args.seconds))
         print(json.dumps(report["lag"][-1]), flush=True)
     if args.backlog:
-        report["backlog"] = backlog(settings, args.backlog)
+        report["backlog"] = backlog(settings, args.backlog, args.profile)
         print(json.dumps(report["backlog"]), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -278,6 +278,8 @@ class BinlogReader:
         from pymysqlreplication.row_event import DeleteRowsEvent, WriteRowsEvent
 
         changes = txn.changes
+        if self._add_fast(changes, table, decoder, event):
+            return
         if isinstance(event, WriteRowsEvent):
             for row in event.rows:
                 changes.append(
@@ -302,6 +304,33 @@ class BinlogReader:
                         decoder.raw(row["after_values"], row["after_none_sources"]),
                     )
                 )
+
+    @staticmethod
+    def _add_fast(changes: list[RowChange], table: str, decoder: RowDecoder, event: Any) -> bool:
+        """Cut the event's row images with the decoder's fast codec; False if it cannot."""
+        from pymysqlreplication.row_event import UpdateRowsEvent, WriteRowsEvent
+
+        codec = decoder.codec(event)
+        if codec is None or not _full(event.columns_present_bitmap, len(event.columns)):
+            return False
+        update = isinstance(event, UpdateRowsEvent)
+        if update and not _full(event.columns_present_bitmap2, len(event.columns)):
+            return False
+        body = event.packet.read(event.event_size - event.packet.read_bytes)
+        images = codec.images(body, 2 if update else 1)
+        if update:
+            for i in range(0, len(images), 2):
+                changes.append(RowChange(table, "update", images[i], images[i + 1]))
+        elif isinstance(event, WriteRowsEvent):
+            changes.extend(RowChange(table, "insert", None, image) for image in images)
+        else:
+            changes.extend(RowChange(table, "delete", image, None) for image in images)
+        return True
+
+
+def _full(bitmap: bytes, columns: int) -> bool:
+    """Whether a columns-present bitmap has every column (binlog_row_image=FULL)."""
+    return int.from_bytes(bitmap, "little") == (1 << columns) - 1
 
 
 def _text(value: Any) -> str:
