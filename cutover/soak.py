@@ -20,17 +20,24 @@ only then do the writes stage's own reversals run (Rune fence held, slot dropped
 routed back to legacy and the legacy fence opened). :class:`SoakReverseReplication` tells
 the runner rollback past ``open_rune_writes`` is allowed once the slot is prepared.
 
-Refusals: the rollback refuses before holding anything when the reverse follower has
-quarantined rows (``verify_reverse`` does not count them: it passed in the soak test with
-every Rune-created license missing on legacy); if rows are quarantined while draining, or
-the reverse reconcile fails, the soak is resumed (Rune fence open, legacy forwarding) and
-the rollback fails with the reason; the journal keeps the plan at ``soak``.
+Verification (``verify_reverse``) fails on a difference, on any row the reverse follower
+quarantined in this stream that no named rule accepts, and on any Rune row of a reversible
+table without its legacy key: a rollback never silently drops one. The rollback refuses
+before holding anything when rows are already quarantined; if verification fails after
+the drain, the soak is resumed (Rune fence open, legacy forwarding) and the rollback fails
+with the reason; the journal keeps the plan at ``soak``.
 
-Known limitation (not solved here): the Rune service creates licenses with
-``legacy_license_id`` NULL (``services/rune_service/rune_store.py``), and the inverse of
-the licenses mapping needs that key, so every license Rune creates during the soak is
-quarantined by the reverse follower instead of written to legacy: a rollback from soak
-loses them. ``limitations()`` returns the text shown in the plan output.
+Rows Rune creates during the soak carry legacy keys (decision 0007): ``prepare_reverse``
+seeds ``runeshift.reverse_license_keys`` above legacy's ids, the Rune service takes each
+new license's ``legacy_license_id`` from it, and the reverse follower inserts the row
+into legacy under that key.
+
+``complete`` after a soak (:func:`with_soak`) stops the reverse stream
+(``stop_reverse_replication``: key allocation ends, the follower drains and stops, the
+slot and publication are dropped) and archives the legacy world
+(``archive_legacy``: ``runeshift/archive.py``, verified at once). Neither step can be
+undone (legacy misses Rune's writes from then on), so rolling back from ``complete`` is
+refused, and a failed step is resumed by advancing again rather than undone.
 """
 
 from __future__ import annotations
@@ -47,16 +54,14 @@ from runeshift.settings import Settings
 
 SOAK = "soak"
 
-RUNE_KEY_LIMITATION = (
-    "limitation: licenses the Rune service creates during the soak carry no "
-    "legacy_license_id, so the reverse inverse cannot key them and quarantines them; a "
-    "rollback from soak does not bring them to legacy (see runeshift reverse status)"
+STORE_LIMITATION = (
+    "limitation: Rune's store writes (rune.orders, rune.order_items: Shopify-side) are "
+    "one-way; a rollback from soak leaves them in Rune only (the licenses they grant do "
+    "reach legacy)"
 )
-ECHO_LIMITATION = (
-    "limitation: the forward follower (runeshift/sync.py) does not yet skip binlog "
-    "transactions written by the reverse writer (runeshift_state.runeshift_reverse_position); "
-    "the reverse side drops the echo, but the forward side re-applies legacy rows the reverse "
-    "writer wrote"
+COMPLETE_REFUSAL = (
+    "the reverse stream is stopped and legacy archived at 'complete': legacy misses Rune's "
+    "writes from then on, so rolling back is refused"
 )
 
 _followers: dict[str, Any] = {}
@@ -70,15 +75,20 @@ def running_follower(settings: Settings) -> Any | None:
     return follower if follower is not None and follower.running else None
 
 
-def stop_follower(settings: Settings, timeout_s: float = 60.0) -> None:
+def stop_follower(
+    settings: Settings, timeout_s: float = 60.0, *, until_lsn: int | None = None
+) -> bool:
+    """Drain (up to ``until_lsn``) and stop this process's follower; False if none ran."""
     with _lock:
         follower = _followers.pop(settings.require("postgres_url"), None)
-    if follower is not None:
-        follower.stop(timeout_s)
+    if follower is None:
+        return False
+    follower.stop(timeout_s, until_lsn=until_lsn)
+    return True
 
 
 def limitations() -> list[str]:
-    return [RUNE_KEY_LIMITATION, ECHO_LIMITATION]
+    return [STORE_LIMITATION]
 
 
 class SoakReverseReplication:
@@ -204,15 +214,18 @@ class StartReverseFollower:
                 )
             time.sleep(0.2)
 
-    def _refuse_if_quarantined(self, when: str) -> None:
+    def _refuse_if_quarantined(self) -> None:
         from runeshift.reverse_sync import reverse_status
 
         status = reverse_status(self._settings)
         if status.rows_quarantined:
+            first = status.recent_quarantine[0] if status.recent_quarantine else {}
             raise FatalError(
                 f"{status.rows_quarantined} row(s) Rune wrote during the soak were quarantined "
-                f"by the reverse follower ({when}), so legacy does not have them; rolling back "
-                "would lose them. Writes stay on Rune. " + RUNE_KEY_LIMITATION
+                f"by the reverse follower (e.g. {first.get('target_table')} "
+                f"{first.get('source_key')}: {first.get('reason')}), so legacy does not have "
+                "them; rolling back would lose them. Writes stay on Rune; see "
+                "'runeshift reverse status' and runbooks/rollback-from-soak.md"
             )
 
     def _resume_soak(self) -> None:
@@ -222,9 +235,8 @@ class StartReverseFollower:
     def reverse(self, ctx: StepContext) -> dict[str, Any]:
         from runeshift.reverse_sync import drain_reverse, verify_reverse
 
-        # verify_reverse does not see rows the inverse quarantined (it passed with every
-        # Rune-created license missing on legacy): refuse on quarantine, before the hold.
-        self._refuse_if_quarantined("before the hold")
+        # Refuse before holding anything when rows are already known lost.
+        self._refuse_if_quarantined()
         started = time.monotonic()
         self._rune.hold(drain_timeout=self._drain_timeout_s)
         self._legacy.hold(drain_timeout=self._drain_timeout_s)
@@ -236,24 +248,106 @@ class StartReverseFollower:
         else:
             result = drain_reverse(self._settings, timeout_seconds=self._drain_timeout_s)
             drained = {"via": "drain_reverse", "position": result.position}
-        try:
-            self._refuse_if_quarantined("while draining")
-        except FatalError:
-            self._resume_soak()
-            raise
-        report = verify_reverse(self._settings)
-        if not report.passed:
+        # Counts quarantined rows and Rune rows without a legacy key as failures too.
+        verification = verify_reverse(self._settings)
+        if not verification.passed:
             self._resume_soak()
             raise FatalError(
-                f"after draining, legacy differs from Rune (reverse reconcile {report.status}: "
-                f"{report.totals()}); writes are back on Rune (soak resumed). Inspect "
-                "'runeshift reverse status', then run the rollback again"
+                f"after draining, legacy does not have every Rune write "
+                f"({'; '.join(verification.failures)}); writes are back on Rune (soak "
+                "resumed). Inspect 'runeshift reverse status' and 'runeshift reverse verify', "
+                "then run the rollback again"
             )
         return {
             **drained,
-            "verified": report.status,
+            "verified": verification.status,
+            "totals": verification.totals(),
             "seconds": round(time.monotonic() - started, 4),
         }
+
+
+class StopReverseReplication:
+    """Complete: end key allocation, drain and stop the follower, drop the slot."""
+
+    name = "stop_reverse_replication"
+    point_of_no_return = True
+
+    def __init__(self, settings: Settings, *, drain_timeout_s: float) -> None:
+        self._settings = settings
+        self._drain_timeout_s = drain_timeout_s
+
+    def describe(self) -> str:
+        return (
+            "reverse replication: stop allocating legacy keys, drain and stop the reverse "
+            "follower, drop the slot and publication (legacy gets no write from here)"
+        )
+
+    def apply(self, ctx: StepContext) -> dict[str, Any]:
+        from runeshift.reverse_sync import (
+            ReverseOptions,
+            end_key_allocation,
+            finish_reverse,
+            reverse_status,
+            run_reverse,
+        )
+
+        # Keys first: every keyed row is committed by ``end``, so draining up to it brings
+        # them all to legacy, and Rune's later rows (no key, Rune only) are not quarantined.
+        if reverse_status(self._settings).prepared:
+            end = end_key_allocation(self._settings)
+            if not stop_follower(self._settings, self._drain_timeout_s, until_lsn=end):
+                run_reverse(
+                    self._settings,
+                    ReverseOptions(until_lsn=end, lock_wait_seconds=self._drain_timeout_s),
+                )
+        status = finish_reverse(self._settings)
+        return {
+            "position": status.position,
+            "transactions_applied": status.transactions_applied,
+            "rows_quarantined": status.rows_quarantined,
+        }
+
+    def reverse(self, ctx: StepContext) -> dict[str, Any]:
+        raise FatalError(COMPLETE_REFUSAL)
+
+
+class ArchiveLegacy:
+    """Complete: archive the legacy world (Parquet + manifest) and verify the archive."""
+
+    name = "archive_legacy"
+    point_of_no_return = False
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def describe(self) -> str:
+        return (
+            "archive every legacy table (secrets omitted) to the staging store and verify "
+            "the archive against its manifest"
+        )
+
+    def apply(self, ctx: StepContext) -> dict[str, Any]:
+        from runeshift.archive import create_archive, verify_archive
+
+        archive = create_archive(self._settings)
+        checked = verify_archive(
+            archive.location, archive.archive_id, endpoint_url=self._settings.s3_endpoint_url
+        )
+        if not checked.ok:
+            raise FatalError(
+                f"the archive {archive.archive_id} does not verify: {checked.problems[0]}; "
+                "advance again to rewrite it"
+            )
+        return {
+            "archive_id": archive.archive_id,
+            "location": archive.location,
+            "manifest_sha256": archive.manifest_sha256,
+            "tables": len(archive.tables),
+            "rows": sum(t.rows for t in archive.tables),
+        }
+
+    def reverse(self, ctx: StepContext) -> dict[str, Any]:
+        return {}  # an archive is kept
 
 
 def with_soak(
@@ -288,8 +382,8 @@ def with_soak(
             out.append(
                 Stage(
                     SOAK,
-                    "writes on Rune, reverse replication carries them to legacy; "
-                    + RUNE_KEY_LIMITATION,
+                    "writes on Rune, reverse replication carries them to legacy (new "
+                    "licenses get legacy keys, decision 0007); " + STORE_LIMITATION,
                     steps=(
                         StartReverseFollower(
                             settings,
@@ -302,6 +396,18 @@ def with_soak(
                         ),
                     ),
                 )
+            )
+            stage = Stage(
+                stage.name,
+                stage.summary + "; the reverse stream is stopped and legacy archived",
+                gates=stage.gates,
+                steps=(
+                    *stage.steps,
+                    StopReverseReplication(settings, drain_timeout_s=drain_timeout_s),
+                    ArchiveLegacy(settings),
+                ),
+                rollback_refusal=COMPLETE_REFUSAL,
+                undo_on_failure=False,
             )
         out.append(stage)
     return StageList(out)

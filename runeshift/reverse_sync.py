@@ -50,6 +50,7 @@ from extract.logical_decoding_reader import (
     LogicalDecodingReader,
     RowEvent,
     lsn_text,
+    lsn_to_int,
     rows_to_arrow,
 )
 from load.legacy_writer import LegacyWriter, ReversePosition
@@ -99,6 +100,8 @@ class ReverseOptions:
     poll_seconds: float = 0.2
     timeout_seconds: float | None = None
     lock_wait_seconds: float = 30.0
+    # Apply nothing committed after this LSN, and end once everything up to it is applied.
+    until_lsn: int | None = None
 
 
 @dataclass
@@ -239,12 +242,21 @@ def _seed_key_sequences(conn: psycopg.Connection[Any], firsts: Mapping[KeyAlloca
         )
 
 
-def end_key_allocation(settings: Settings) -> None:
-    """Drop the key sequences: Rune's new rows carry no legacy key from here (idempotent)."""
+def end_key_allocation(settings: Settings) -> int:
+    """Drop the key sequences: Rune's new rows carry no legacy key from here (idempotent).
+
+    Returns a WAL position at or after the commit of every transaction that took a key:
+    ``DROP SEQUENCE`` waits for the transactions that used the sequence to end, so
+    draining up to it brings every keyed row to legacy, and what Rune commits later (rows
+    without a key) need not be applied at all.
+    """
     with pg_connect(settings.require("postgres_url"), autocommit=True) as conn:
         for alloc in KEY_ALLOCATIONS:
             seq = sql.Identifier(*alloc.sequence.split(".", 1))
             conn.execute(sql.SQL("DROP SEQUENCE IF EXISTS {}").format(seq))
+        row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+    assert row is not None
+    return lsn_to_int(str(row[0]))
 
 
 def finish_reverse(settings: Settings) -> ReverseStatus:
@@ -429,13 +441,17 @@ def run_reverse(
     options: ReverseOptions | None = None,
     *,
     stop: Callable[[], bool] = lambda: False,
+    until: Callable[[], int | None] = lambda: None,
     mappings: MappingSet | None = None,
     on_batch: Callable[[ReverseResult], None] | None = None,
 ) -> ReverseResult:
     """Follow the slot and apply Rune's changes to legacy until ``stop()`` (then drain).
 
     With ``until_caught_up`` it returns as soon as no committed transaction is pending:
-    that is the drain of a rollback (writes are held, so nothing new arrives).
+    that is the drain of a rollback (writes are held, so nothing new arrives). With an
+    upper LSN (``options.until_lsn``, or ``until()`` once it returns one) it applies
+    nothing committed after it and returns once everything up to it is applied: the end
+    of the stream at ``complete``.
     """
     options = options or ReverseOptions()
     mappings = mappings or load_mappings()
@@ -461,20 +477,25 @@ def run_reverse(
         while True:
             if stop():
                 draining = True
+            upper = until()
+            upper = options.until_lsn if upper is None else upper
             txns = reader.peek(options.max_changes)
             floor = min(positions.values())
-            pending = [t for t in txns if t.end_lsn > floor]
+            done = [t for t in txns if t.end_lsn <= floor]
+            pending = [
+                t for t in txns if t.end_lsn > floor and (upper is None or t.end_lsn <= upper)
+            ]
             if not pending:
-                if txns:
+                if done:
                     # Applied before a crash, not yet released from the slot: release them
                     # and look again (the peek may have stopped at max_changes).
                     before = reader.confirmed_lsn()
-                    reader.advance(max(t.end_lsn for t in txns))
+                    reader.advance(max(t.end_lsn for t in done))
                     if reader.confirmed_lsn() != before:
                         continue
                 lag = 0.0
                 caught_up = True
-                if options.until_caught_up or draining:
+                if options.until_caught_up or draining or upper is not None:
                     break
                 if options.timeout_seconds and time.monotonic() - started > options.timeout_seconds:
                     break
@@ -611,6 +632,7 @@ class ReverseFollower:
         self.settings = settings
         self.options = options or ReverseOptions()
         self._stop = threading.Event()
+        self._until: int | None = None
         self._thread: threading.Thread | None = None
         self._last: ReverseResult | None = None
         self.result: ReverseResult | None = None
@@ -620,7 +642,11 @@ class ReverseFollower:
         def run() -> None:
             try:
                 self.result = run_reverse(
-                    self.settings, self.options, stop=self._stop.is_set, on_batch=self._seen
+                    self.settings,
+                    self.options,
+                    stop=self._stop.is_set,
+                    until=lambda: self._until,
+                    on_batch=self._seen,
                 )
             except BaseException as exc:  # reported through .error / stop()
                 self.error = exc
@@ -657,8 +683,11 @@ class ReverseFollower:
                 )
             time.sleep(0.1)
 
-    def stop(self, timeout_seconds: float = 60.0) -> ReverseResult | None:
-        """Drain what is committed, stop, and return the run's result."""
+    def stop(
+        self, timeout_seconds: float = 60.0, *, until_lsn: int | None = None
+    ) -> ReverseResult | None:
+        """Drain what is committed (up to ``until_lsn`` if given), stop, return the result."""
+        self._until = until_lsn
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_seconds)
