@@ -87,6 +87,7 @@ class Contender:
     peak_tree_rss_mb: float
     peak_max_rss_mb: float
     notes: dict[str, Any] = field(default_factory=dict)
+    server_cpu_seconds: float = 0.0
 
     @classmethod
     def of(
@@ -185,6 +186,45 @@ def _check(measured: Measured, what: str) -> None:
         raise SystemExit(
             f"{what} failed with exit code {measured.returncode}; stderr tail:\n{tail}"
         )
+
+
+def _proc_cpu(pid: int, *, reaped: bool = False) -> float:
+    """utime + stime of ``pid`` (plus its reaped children's when ``reaped``), in seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            stat = fh.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by the sandbox PostgreSQL: postmaster, live and exited backends.
+
+    An exited backend's time is in the postmaster's cutime/cstime once reaped, so a
+    difference of two readings is the server's CPU over the interval (backends,
+    checkpointer, WAL writer, autovacuum alike).
+    """
+    pidfile = runeshift_home() / "sandbox" / "postgres" / "data" / "postmaster.pid"
+    if not pidfile.is_file():
+        return 0.0
+    postmaster = int(pidfile.read_text().split()[0])
+    total = _proc_cpu(postmaster, reaped=True)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                stat = fh.read()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == postmaster:
+            total += _proc_cpu(int(entry.name))
+    return total
 
 
 # --- fixtures: sandbox, data, target ----------------------------------------------------------
@@ -497,14 +537,14 @@ def _median_run(runs: list[Contender]) -> Contender:
 
 def render_table(contenders: list[Contender]) -> str:
     head = (
-        f"{'contender':<12}{'rows':>11}{'seconds':>10}{'rows/s':>11}{'CPU s':>8}"
+        f"{'contender':<12}{'rows':>11}{'seconds':>10}{'rows/s':>11}{'CPU s':>8}{'PG CPU s':>10}"
         f"{'peak RSS tree':>15}{'largest proc':>14}"
     )
     lines = [head, "-" * len(head)]
     for c in contenders:
         lines.append(
             f"{c.name:<12}{c.rows:>11,}{c.seconds:>10.2f}{c.rows_per_second:>11,.0f}"
-            f"{c.cpu_seconds:>8.1f}"
+            f"{c.cpu_seconds:>8.1f}{c.server_cpu_seconds:>10.1f}"
             f"{c.peak_tree_rss_mb:>12.0f} MB{c.peak_max_rss_mb:>11.0f} MB"
         )
     return "\n".join(lines)
@@ -675,8 +715,14 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeat):
             label = f"{name}-{args.table}-scale{args.scale:g}-run{i + 1}"
             log(f"{name}: run {i + 1}/{args.repeat}")
+            server_before = postgres_cpu_seconds()
             c = runners[name](label)
-            log(f"{name}: {c.rows:,} rows, {c.seconds:.2f} s, peak RSS {c.peak_tree_rss_mb:.0f} MB")
+            time.sleep(0.2)  # let the postmaster reap the exited backends
+            c.server_cpu_seconds = postgres_cpu_seconds() - server_before
+            log(
+                f"{name}: {c.rows:,} rows, {c.seconds:.2f} s, CPU {c.cpu_seconds:.1f} s "
+                f"(+ Postgres {c.server_cpu_seconds:.1f} s), peak RSS {c.peak_tree_rss_mb:.0f} MB"
+            )
             runs.append(c)
         contenders.append(_median_run(runs))
     print(render_table(contenders))

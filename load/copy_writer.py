@@ -1,7 +1,9 @@
 """Fast, idempotent writes of mapped Arrow tables into Postgres.
 
-The fast path COPYs a chunk straight into the target table (CSV produced by
-Arrow's C++ writer, no per-row Python). If any row already exists (a resumed
+The fast path COPYs a chunk straight into the target table, in Postgres's
+binary COPY format written from Arrow by ``pgpq`` (Rust) when every column maps
+onto the target column's type exactly (:class:`BinaryCopyEncoder`), else as CSV
+produced by Arrow's C++ writer; neither runs per-row Python. If any row already exists (a resumed
 or repeated backfill, or the catch-up got there first) the COPY fails on the
 primary key inside a savepoint and the chunk goes through a temporary table
 and ``INSERT .. ON CONFLICT (id) DO UPDATE`` that only touches rows whose
@@ -13,15 +15,20 @@ the chunk.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+from pgpq import ArrowToPostgresBinaryEncoder, encoders, schema
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from pgpq._pgpq import EncoderBuilder  # a type alias in the stubs only
 
 
 @dataclass(frozen=True)
@@ -66,20 +73,187 @@ def csv_bytes(rows: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+@dataclass(frozen=True)
+class EncodedRows:
+    """A chunk ready for COPY: its bytes and the COPY format they are in."""
+
+    format: Literal["csv", "binary"]
+    data: bytes
+
+
+def encoded_csv(rows: pa.Table) -> EncodedRows:
+    return EncodedRows("csv", csv_bytes(rows))
+
+
+class _NotExact(Exception):
+    """A column cannot be written in binary with exactly the value CSV would give."""
+
+
+_UUID_HEX = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+_UUID_DASH = np.array([8, 13, 18, 23])
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _NIBBLE[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _NIBBLE[_c] = 10 + _i
+
+
+def uuid_text_to_bytes(values: pa.Array) -> pa.Array:
+    """Canonical uuid text (``8-4-4-4-12`` hex) -> 16-byte values, vectorised with numpy.
+
+    Postgres's uuid input also takes braces or no dashes; such values (rare) make the
+    chunk go through CSV instead, so the server parses them as it always did.
+    """
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    if pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
+        arr = arr.cast(pa.string())
+    if not pa.types.is_string(arr.type):
+        raise _NotExact(f"uuid from {arr.type}")
+    n = len(arr)
+    valid = pc.is_valid(arr)
+    lengths = pc.binary_length(arr)
+    if not pc.all(pc.or_kleene(pc.equal(lengths, 36), pc.invert(valid))).as_py():
+        raise _NotExact("uuid text not canonical")
+    filled = pc.fill_null(arr, "00000000-0000-0000-0000-000000000000")
+    offsets = np.frombuffer(filled.buffers()[1], dtype=np.int32)[
+        filled.offset : filled.offset + n + 1
+    ]
+    chars = np.frombuffer(filled.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
+    chars = chars.reshape(n, 36)
+    if n and not (chars[:, _UUID_DASH] == ord("-")).all():
+        raise _NotExact("uuid text not canonical")
+    nibbles = _NIBBLE[chars[:, _UUID_HEX]]
+    if n and (nibbles == 255).any():
+        raise _NotExact("uuid text not hex")
+    raw = ((nibbles[:, 0::2] << 4) | nibbles[:, 1::2]).astype(np.uint8)
+    out = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), n, [None, pa.py_buffer(raw.tobytes())]
+    )
+    if valid.false_count:
+        out = pc.if_else(valid, out, pa.scalar(None, pa.binary(16)))
+    return out
+
+
+_INTS = {"smallint": pa.int16(), "integer": pa.int32(), "bigint": pa.int64()}
+_INT_BUILDERS: dict[str, Callable[[pa.Field], EncoderBuilder]] = {
+    "smallint": encoders.Int16EncoderBuilder,
+    "integer": encoders.Int32EncoderBuilder,
+    "bigint": encoders.Int64EncoderBuilder,
+}
+
+
+def _strings(arr: pa.Array) -> pa.Array:
+    if pa.types.is_string(arr.type):
+        return arr
+    if pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
+        return arr.cast(pa.string())
+    raise _NotExact(f"text from {arr.type}")  # CSV would format it; let it
+
+
+def _ints(arr: pa.Array, pg_type: str) -> pa.Array:
+    if not pa.types.is_integer(arr.type):
+        raise _NotExact(f"{pg_type} from {arr.type}")
+    try:
+        return arr.cast(_INTS[pg_type])  # safe cast: overflow raises, the server would reject it
+    except pa.ArrowInvalid as exc:
+        raise _NotExact(str(exc)) from None
+
+
+def _column(name: str, arr: pa.Array, pg_type: str) -> tuple[pa.Array, EncoderBuilder]:
+    """The Arrow array pgpq gets for a target column of ``pg_type`` and its encoder."""
+    if pg_type == "uuid":
+        arr = uuid_text_to_bytes(arr)
+        return arr, encoders.FixedSizeBinaryEncoderBuilder(pa.field(name, arr.type))
+    if pg_type in _INTS:
+        arr = _ints(arr, pg_type)
+        return arr, _INT_BUILDERS[pg_type](pa.field(name, arr.type))
+    if pg_type == "boolean" and pa.types.is_boolean(arr.type):
+        return arr, encoders.BooleanEncoderBuilder(pa.field(name, arr.type))
+    if pg_type in ("text", "bpchar", "character", "character varying"):
+        # char(n)/varchar(n): the server applies the length (typmod) on binary input too
+        arr = _strings(arr)
+        return arr, encoders.StringEncoderBuilder(pa.field(name, arr.type))
+    if pg_type in ("jsonb", "json"):
+        arr = _strings(arr)
+        output = schema.Jsonb() if pg_type == "jsonb" else schema.Text()
+        return arr, encoders.StringEncoderBuilder.new_with_output(pa.field(name, arr.type), output)
+    if pg_type == "timestamp with time zone" and pa.types.is_timestamp(arr.type) and arr.type.tz:
+        # Arrow holds UTC instants; CSV text of a naive timestamp would be read in the
+        # session's time zone, so naive ones stay on the CSV path.
+        arr = arr.cast(pa.timestamp("us", tz="UTC"))
+        return arr, encoders.TimestampMicrosecondEncoderBuilder(pa.field(name, arr.type))
+    if pg_type.endswith("[]") and (pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type)):
+        if not isinstance(arr, pa.ListArray):
+            arr = arr.cast(pa.list_(arr.type.value_type))
+        start, end = arr.offsets[0].as_py(), arr.offsets[-1].as_py()
+        inner, inner_builder = _column("item", arr.values.slice(start, end - start), pg_type[:-2])
+        offsets = pc.subtract(arr.offsets, pa.scalar(start, pa.int32()))
+        rebuilt = pa.ListArray.from_arrays(offsets, inner, mask=arr.is_null())
+        field = pa.field(name, rebuilt.type)
+        return rebuilt, encoders.ListEncoderBuilder.new_with_inner(field, inner_builder)
+    raise _NotExact(f"{pg_type} from {arr.type}")
+
+
+class BinaryCopyEncoder:
+    """Encodes mapped chunks of one target table for ``COPY .. (FORMAT binary)``.
+
+    Binary COPY carries no type names: the server runs each column's binary input
+    function on the bytes, so every Arrow column is first cast to the exact form
+    that function reads (uuid text -> 16 bytes, ints to the column's width, UTC
+    instants as microseconds). A chunk with a column that has no exact binary form
+    here (naive timestamps, text formatted from numbers, non-canonical uuid text,
+    a type not listed) is encoded as CSV instead, so values never depend on the path.
+    """
+
+    def __init__(self, column_types: dict[str, str]) -> None:
+        self.column_types = column_types
+
+    @classmethod
+    def for_table(cls, conn: psycopg.Connection[Any], table: str) -> BinaryCopyEncoder:
+        schema_name, _, name = table.partition(".")
+        rows = conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped",
+            (schema_name, name),
+        ).fetchall()
+        return cls({str(col): str(kind) for col, kind in rows})
+
+    def binary(self, rows: pa.Table) -> bytes:
+        """The chunk in binary COPY format; raises ``_NotExact`` if a column has no exact form."""
+        arrays: list[pa.Array] = []
+        builders: dict[str, EncoderBuilder] = {}
+        for name, col in zip(rows.column_names, rows.columns, strict=True):
+            pg_type = self.column_types.get(name)
+            if pg_type is None:
+                raise _NotExact(f"no column {name}")
+            arr, builders[name] = _column(name, col.combine_chunks(), pg_type)
+            arrays.append(arr)
+        batch = pa.RecordBatch.from_arrays(arrays, names=rows.column_names)
+        encoder = ArrowToPostgresBinaryEncoder.new_with_encoders(batch.schema, builders)
+        return encoder.write_header() + encoder.write_batch(batch) + encoder.finish()
+
+    def encode(self, rows: pa.Table) -> EncodedRows:
+        try:
+            return EncodedRows("binary", self.binary(rows))
+        except _NotExact:
+            return encoded_csv(rows)
+
+
 def _ident(qualified: str) -> sql.Composable:
     schema, _, name = qualified.partition(".")
     return sql.Identifier(schema, name) if name else sql.Identifier(schema)
 
 
 def _copy(
-    cur: psycopg.Cursor[Any], table: sql.Composable, columns: Sequence[str], data: bytes
+    cur: psycopg.Cursor[Any], table: sql.Composable, columns: Sequence[str], data: EncodedRows
 ) -> None:
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        table, sql.SQL(", ").join(map(sql.Identifier, columns))
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {})").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, columns)), sql.SQL(data.format)
     )
     with cur.copy(stmt) as copy:
-        view = memoryview(data)
-        for start in range(0, len(data), 1 << 20):
+        view = memoryview(data.data)
+        for start in range(0, len(view), 1 << 20):
             copy.write(view[start : start + (1 << 20)])
 
 
@@ -95,17 +269,22 @@ def _temp_table(cur: psycopg.Cursor[Any], target: str, columns: Sequence[str]) -
 
 
 def upsert_rows(
-    conn: psycopg.Connection[Any], target: str, rows: pa.Table, *, encoded: bytes | None = None
+    conn: psycopg.Connection[Any],
+    target: str,
+    rows: pa.Table,
+    *,
+    encoded: EncodedRows | None = None,
 ) -> list[RejectedRow]:
     """Write ``rows`` (keyed by ``id``) into ``target`` idempotently, inside the caller's transaction.
 
-    ``encoded`` is ``csv_bytes(rows)`` when the caller already encoded them (the backfill
-    encodes on another thread so the writer only talks to Postgres).
+    ``encoded`` is ``rows`` already encoded (``BinaryCopyEncoder.encode`` or
+    ``encoded_csv``) when the caller did it elsewhere: the backfill encodes on another
+    thread so the writer only talks to Postgres. Without it the rows go as CSV.
     """
     if rows.num_rows == 0:
         return []
     columns = rows.column_names
-    data = encoded if encoded is not None else csv_bytes(rows)
+    data = encoded if encoded is not None else encoded_csv(rows)
     with conn.cursor() as cur:
         try:
             with conn.transaction():
@@ -124,7 +303,7 @@ def upsert_rows(
 
 
 def _stage(
-    cur: psycopg.Cursor[Any], target: str, columns: Sequence[str], data: bytes
+    cur: psycopg.Cursor[Any], target: str, columns: Sequence[str], data: EncodedRows
 ) -> sql.Composable:
     tmp = _temp_table(cur, target, columns)
     _copy(cur, tmp, columns, data)
@@ -155,7 +334,11 @@ def _merge_sql(
 
 
 def _isolate_rejects(
-    conn: psycopg.Connection[Any], target: str, columns: Sequence[str], data: bytes, n_rows: int
+    conn: psycopg.Connection[Any],
+    target: str,
+    columns: Sequence[str],
+    data: EncodedRows,
+    n_rows: int,
 ) -> list[RejectedRow]:
     """Slow path: stage once, then merge row by row in savepoints, collecting the rejected rows."""
     rejected: list[RejectedRow] = []
@@ -187,7 +370,7 @@ def update_columns(conn: psycopg.Connection[Any], target: str, rows: pa.Table) -
     updates = [c for c in columns if c != "id"]
     with conn.cursor() as cur:
         tmp = _temp_table(cur, target, columns)
-        _copy(cur, tmp, columns, csv_bytes(rows))
+        _copy(cur, tmp, columns, encoded_csv(rows))
         cur.execute(
             sql.SQL("SELECT s.id::text FROM {} s JOIN {} t ON t.id = s.id").format(
                 tmp, _ident(target)
@@ -250,8 +433,11 @@ def validate_foreign_keys(conn: psycopg.Connection[Any], table: str) -> None:
                 "SELECT count(*) FROM {} t WHERE t.{} IS NOT NULL AND NOT EXISTS "
                 "(SELECT 1 FROM {} r WHERE r.{} = t.{})"
             ).format(
-                _ident(table), sql.Identifier(column), sql.Identifier(ref_schema, ref_name),
-                sql.Identifier(ref_column), sql.Identifier(column),
+                _ident(table),
+                sql.Identifier(column),
+                sql.Identifier(ref_schema, ref_name),
+                sql.Identifier(ref_column),
+                sql.Identifier(column),
             )
         ).fetchone()
         conn.commit()

@@ -438,6 +438,8 @@ def _backfill_feed(
             references(ref.table, pa.array([], pa.string()))
         elif ref is not None and ref.match_on is not None:
             references.lookup(ref.table, ref.match_on, ref.take, pa.array([], pa.string()))
+    encoder = copy_writer.BinaryCopyEncoder.for_table(conn, target.table) if feed.primary else None
+    conn.commit()
     chunk_no = done.chunks
     after = tuple(done.last_key) if done.last_key is not None else None
 
@@ -507,7 +509,7 @@ def _backfill_feed(
             mapped = map_batch(
                 target, feed, chunk.batch, references=references, dedup_losers=losers
             )
-            encoded = copy_writer.csv_bytes(mapped.rows) if feed.primary else None
+            encoded = encoder.encode(mapped.rows) if encoder is not None else None
             to_write.put(
                 (chunk_no, list(after) if after else None, chunk, mapped, encoded, checksum, path)
             )
@@ -536,7 +538,7 @@ def _commit_chunk(
     target: TargetMapping,
     feed: Feed,
     mapped: MappedBatch,
-    encoded: bytes | None,
+    encoded: copy_writer.EncodedRows | None,
     reasons: dict[str, str],
     *,
     backfill_id: str,
@@ -591,7 +593,7 @@ def _load_chunk(
     target: TargetMapping,
     feed: Feed,
     mapped: MappedBatch,
-    encoded: bytes | None = None,
+    encoded: copy_writer.EncodedRows | None = None,
 ) -> list[QuarantinedRow]:
     """Write the mapped rows; return every quarantined row (mapping's and target's rejects)."""
     quarantined = list(mapped.quarantined)

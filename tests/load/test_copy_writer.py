@@ -1,0 +1,166 @@
+"""The COPY writer: binary COPY from Arrow lands exactly the values CSV COPY lands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import psycopg
+import pyarrow as pa
+import pytest
+
+from load import copy_writer
+
+UTC = dt.UTC
+
+DDL = """
+CREATE TABLE {name} (
+    id uuid PRIMARY KEY,
+    ref uuid,
+    big bigint,
+    small smallint,
+    num integer,
+    flag boolean,
+    label text,
+    code char(3),
+    doc jsonb,
+    at timestamptz,
+    small_list smallint[],
+    text_list text[],
+    CONSTRAINT {name}_label_unique UNIQUE (label)
+)
+"""
+
+ODD_TEXT = [
+    "plain",
+    'tab\there, newline\nthere, quote " and comma ,',
+    "back\\slash \\N and \\. and NULL",
+    "é ß 漢字 🎉 \u200b zero-width, \u202e rtl, combining e\u0301",
+    "",
+    None,
+]
+
+
+def _rows() -> pa.Table:
+    n = len(ODD_TEXT)
+    ids = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"row-{i}")) for i in range(n)]
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "ref": pa.array([ids[0].upper(), None, ids[2], None, ids[4], ids[5]], pa.string()),
+            "big": pa.array([0, -1, 2**63 - 1, None, 2**40, 7], pa.int64()),
+            "small": pa.array([0, -32768, 32767, None, 1, 2], pa.int64()),
+            "num": pa.array([0, -(2**31), 2**31 - 1, None, 3, 4], pa.int64()),
+            "flag": pa.array([True, False, None, True, False, True]),
+            "label": pa.array(ODD_TEXT, pa.string()),
+            "code": pa.array(["USD", "EU", None, "é€x", "abc", "xyz"], pa.string()),
+            "doc": pa.array(
+                ['{"a": 1}', '{"b": [1, 2.50, "é"], "a": null}', None, "[]", '"x"', "{}"],
+                pa.string(),
+            ),
+            "at": pa.array(
+                [
+                    dt.datetime(2020, 1, 1, tzinfo=UTC),
+                    dt.datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+                    dt.datetime(1, 1, 1, tzinfo=UTC),
+                    None,
+                    dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+                    dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+                ],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "small_list": pa.array(
+                [[1, 2], [], None, [None, 3], [32767], [-1]], pa.list_(pa.int64())
+            ),
+            "text_list": pa.array(
+                [["a", 'b"c', "d,e", "{f}"], [], None, [None, "NULL"], ["é 🎉"], ["\\"]],
+                pa.list_(pa.string()),
+            ),
+        }
+    )
+
+
+@pytest.fixture
+def conn(pg_url: str):
+    with psycopg.connect(pg_url) as c:
+        for name in ("via_binary", "via_csv"):
+            c.execute(DDL.format(name=name))
+        c.commit()
+        yield c
+
+
+def _dump(conn: psycopg.Connection, table: str) -> list[tuple]:
+    return conn.execute(f"SELECT t::text FROM {table} t ORDER BY id").fetchall()
+
+
+def _encoder(conn: psycopg.Connection, table: str) -> copy_writer.BinaryCopyEncoder:
+    return copy_writer.BinaryCopyEncoder.for_table(conn, f"public.{table}")
+
+
+def test_binary_copy_lands_exactly_what_csv_lands(conn):
+    rows = _rows()
+    encoded = _encoder(conn, "via_binary").encode(rows)
+    assert encoded.format == "binary"
+    assert copy_writer.upsert_rows(conn, "public.via_binary", rows, encoded=encoded) == []
+    assert copy_writer.upsert_rows(conn, "public.via_csv", rows) == []
+    conn.commit()
+    assert _dump(conn, "via_binary") == _dump(conn, "via_csv")
+    got = conn.execute(
+        "SELECT label, code, doc, at, small_list, text_list, ref FROM via_binary ORDER BY id"
+    ).fetchall()
+    by_label = {r[0]: r for r in got}
+    assert set(by_label) == set(ODD_TEXT)
+    odd = by_label[ODD_TEXT[3]]
+    assert odd[1] == "é€x"
+    assert odd[4] == [None, 3] and odd[5] == [None, "NULL"]
+    assert by_label[""][3] == dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert by_label["plain"][6] == uuid.UUID(rows.column("id")[0].as_py())
+
+
+def test_rerun_through_the_merge_changes_nothing_and_rejects_are_isolated(conn):
+    rows = _rows()
+    encoder = _encoder(conn, "via_binary")
+    copy_writer.upsert_rows(conn, "public.via_binary", rows, encoded=encoder.encode(rows))
+    conn.commit()
+    before = _dump(conn, "via_binary")
+    xmin = conn.execute("SELECT sum(xmin::text::bigint) FROM via_binary").fetchone()
+    assert (
+        copy_writer.upsert_rows(conn, "public.via_binary", rows, encoded=encoder.encode(rows)) == []
+    )
+    conn.commit()
+    assert _dump(conn, "via_binary") == before
+    assert conn.execute("SELECT sum(xmin::text::bigint) FROM via_binary").fetchone() == xmin
+    # a new row whose label another row holds breaks the unique constraint: only it is rejected
+    clash = rows.slice(0, 2).set_column(
+        0, "id", pa.array([str(uuid.uuid4()), rows.column("id")[1].as_py()], pa.string())
+    )
+    rejected = copy_writer.upsert_rows(
+        conn, "public.via_binary", clash, encoded=encoder.encode(clash)
+    )
+    assert [r.index for r in rejected] == [0]
+    assert "via_binary_label_unique" in rejected[0].reason
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [
+        ("at", pa.array([dt.datetime(2020, 1, 1)] * 6, pa.timestamp("us"))),  # naive
+        ("id", pa.array([f"{{{uuid.uuid4()}}}" for _ in range(6)], pa.string())),  # braces
+        ("id", pa.array([uuid.uuid4().hex for _ in range(6)], pa.string())),  # no dashes
+        ("small", pa.array([1, 2, 3, 4, 5, 70000], pa.int64())),  # overflows smallint
+        ("label", pa.array([1, 2, 3, 4, 5, 6], pa.int64())),  # number into text
+    ],
+    ids=["naive-timestamp", "uuid-braces", "uuid-no-dashes", "smallint-overflow", "int-to-text"],
+)
+def test_columns_without_an_exact_binary_form_go_as_csv(conn, column, values):
+    rows = _rows()
+    rows = rows.set_column(rows.column_names.index(column), column, values)
+    assert _encoder(conn, "via_binary").encode(rows).format == "csv"
+
+
+def test_uuid_text_to_bytes_matches_python():
+    texts = [str(uuid.uuid4()) for _ in range(50)] + [None]
+    out = copy_writer.uuid_text_to_bytes(pa.array(texts, pa.string()).slice(1))
+    assert out.to_pylist() == [None if t is None else uuid.UUID(t).bytes for t in texts[1:]]
+    with pytest.raises(copy_writer._NotExact):
+        copy_writer.uuid_text_to_bytes(pa.array(["zzzzzzzz-0000-0000-0000-000000000000"]))
