@@ -802,6 +802,10 @@ class ShopifyFollower:
         )
         self._thread.start()
 
+    def wake(self) -> None:
+        """Cut the wait between polls short (to stop, or to apply a webhook now)."""
+        self._wake.set()
+
     def join(self, timeout: float | None = None) -> None:
         self._wake.set()
         if self._thread is not None:
@@ -843,16 +847,29 @@ def follow_lag_seconds(position: Any, now: datetime | None = None) -> float | No
 class ShopifyFollowRun:
     """The follower (and, when asked, the webhook receiver) running beside ``run_sync``."""
 
-    def __init__(self, follower: ShopifyFollower, receiver: Any | None) -> None:
+    def __init__(
+        self,
+        follower: ShopifyFollower,
+        receiver: Any | None,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.follower = follower
         self.receiver = receiver
+        self.on_failure = on_failure
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> ShopifyFollowRun:
         if self.receiver is not None:
             self.receiver.start()
-        self.follower.start(self._stop)
+        self._thread = threading.Thread(target=self._run, name="shopify-follower", daemon=True)
+        self._thread.start()
         return self
+
+    def _run(self) -> None:
+        self.follower.run(self._stop)
+        if self.follower.error is not None and self.on_failure is not None:
+            self.on_failure()  # a follower that stopped for good stops the sync with it
 
     def finish(self, *, wait: bool, timeout: float) -> dict[str, Any]:
         """Stop (after one complete poll when ``wait``); returns the summary for the run."""
@@ -870,7 +887,10 @@ class ShopifyFollowRun:
         if self.receiver is not None:
             with contextlib.suppress(OSError):
                 self.receiver.stop()
-        self.follower.join(timeout=30)
+        self.follower.wake()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.follower.close()
 
 
 def start_shopify_follow(
@@ -880,11 +900,13 @@ def start_shopify_follow(
     enabled: bool | None,
     poll_interval: float = FollowOptions.poll_interval,
     webhook_port: int | None = None,
+    on_failure: Callable[[], None] | None = None,
 ) -> ShopifyFollowRun | None:
     """The Shopify part of ``runeshift sync``: None when it is off.
 
     ``enabled=None`` follows the store when ``shopify_base_url`` is set. The webhook
     receiver listens on ``webhook_port`` (0: any free port) when it is given.
+    ``on_failure`` is called (from the follower's thread) when the follower stops for good.
 
     Raises:
         ConfigError: the store has no checkpoint to follow from, or webhooks are asked
@@ -907,4 +929,4 @@ def start_shopify_follow(
     except BaseException:
         follower.close()
         raise
-    return ShopifyFollowRun(follower, receiver).start()
+    return ShopifyFollowRun(follower, receiver, on_failure).start()

@@ -279,6 +279,7 @@ def run_sync(
             enabled=options.shopify,
             poll_interval=options.shopify_poll_interval,
             webhook_port=options.shopify_webhook_port,
+            on_failure=stop.set,
         )
         try:
             result = _follow(settings, options, stop, metrics, mappings, pg_url, on_batch, started)
@@ -286,6 +287,12 @@ def run_sync(
                 wait = options.until_caught_up and result.caught_up
                 result.shopify = shopify.finish(wait=wait, timeout=options.timeout_seconds or 120)
                 result.caught_up = result.caught_up and (not wait or result.shopify["caught_up"])
+                if shopify.follower.error is not None:
+                    raise FatalError(
+                        f"the Shopify follower stopped: {result.shopify['error']}; the binlog "
+                        "catch-up stopped with it (its positions are committed); fix the cause "
+                        "and restart 'runeshift sync' (or run it with --no-shopify)"
+                    ) from shopify.follower.error
             return result
         finally:
             if shopify is not None:

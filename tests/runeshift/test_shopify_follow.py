@@ -533,6 +533,7 @@ def test_webhooks_are_verified_deduplicated_and_applied(
                 )
             )
             # Every delivery went out twice with the same event id; each event applied once.
+            _wait(lambda: len(_control(shop, "webhook-deliveries")["deliveries"]) == 4)
             deliveries = _control(shop, "webhook-deliveries")["deliveries"]
             events = {d["event_id"] for d in deliveries}
             assert len(deliveries) == 2 * len(events) == 4
@@ -672,3 +673,17 @@ def test_the_webhook_secret_setting_is_read_as_a_secret_and_shown_masked(
     shown = {name: (value, origin) for name, value, origin in settings.describe()}
     assert shown["shopify_webhook_secret"] == ("***", "env")
     assert WEBHOOK_SECRET not in repr(settings)
+
+
+def test_sync_stops_with_the_shopify_follower_when_it_fails_for_good(store_world) -> None:
+    from runeshift.errors import FatalError
+    from runeshift.sync import SyncOptions, run_sync
+
+    shop, settings = store_world["shop"], store_world["settings"]
+    _control(shop, "rotate-token", {"token": "shpat_someone_else"})  # ours is now rejected
+    options = SyncOptions(timeout_seconds=90, shopify_poll_interval=0.2)
+    started = time.monotonic()
+    with pytest.raises(FatalError, match="Shopify follower stopped") as failed:
+        run_sync(settings, options=options)
+    assert time.monotonic() - started < 60
+    assert TOKEN not in str(failed.value) and "shpat_someone_else" not in str(failed.value)
