@@ -394,6 +394,40 @@ def update_columns(conn: psycopg.Connection[Any], target: str, rows: pa.Table) -
     return pa.array([i in present for i in ids], pa.bool_())
 
 
+def deferrable_indexes(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str]]:
+    """``table``'s indexes that may be built after a bulk load: (qualified name, definition).
+
+    Only plain indexes qualify: not unique (the writer relies on the target rejecting a
+    duplicate row while it loads, so the row is quarantined instead of failing the index
+    build later), not backing a constraint, valid. The definition is ``pg_get_indexdef``,
+    the exact statement that recreates it.
+    """
+    schema, _, name = table.partition(".")
+    rows = conn.execute(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(ic.relname), pg_get_indexdef(i.indexrelid) "
+        "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+        "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = %s AND t.relname = %s AND NOT i.indisunique AND NOT i.indisprimary "
+        "AND i.indisvalid AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
+        "ORDER BY ic.relname",
+        (schema, name),
+    ).fetchall()
+    return [(str(qualified), str(definition)) for qualified, definition in rows]
+
+
+def drop_indexes(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
+    """Drop indexes by qualified name, in the caller's transaction."""
+    for qualified in names:
+        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.SQL(qualified)))
+
+
+def create_indexes(conn: psycopg.Connection[Any], definitions: Sequence[str]) -> None:
+    """Run ``pg_get_indexdef`` statements, skipping indexes that exist, in the caller's transaction."""
+    for definition in definitions:
+        statement = definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
+        conn.execute(sql.SQL(statement))  # a statement read from pg_catalog
+
+
 def defer_foreign_key_checks(conn: psycopg.Connection[Any]) -> bool:
     """Skip per-row FK triggers for this session when the role may (like pg_restore does).
 

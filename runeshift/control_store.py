@@ -269,3 +269,64 @@ def replace_dedup_decisions(
                 for key, winner, loser, action in decisions
             ],
         )
+
+
+DEFERRED_INDEXES = "backfill-deferred-indexes"  # runs.command of a table's deferred index set
+
+
+@dataclass(frozen=True)
+class DeferredIndex:
+    name: str
+    definition: str  # pg_get_indexdef: the exact CREATE INDEX statement
+
+
+def defer_indexes(
+    conn: psycopg.Connection[Any], table: str, indexes: Iterable[DeferredIndex], backfill_id: str
+) -> None:
+    """Record, in the caller's transaction (the one that drops them), indexes to build later.
+
+    The record is a ``runs`` row (command ``backfill-deferred-indexes``, status
+    ``running`` while any index is missing), so a crash between the drop and the
+    rebuild leaves the definitions where the next backfill finds them.
+    """
+    conn.execute(
+        "INSERT INTO runeshift.runs (command, status, tool_version, host, invoked_by, args) "
+        "VALUES (%s, 'running', %s, %s, %s, %s)",
+        (
+            DEFERRED_INDEXES,
+            __version__,
+            socket.gethostname(),
+            _who(),
+            Jsonb(
+                {
+                    "table": table,
+                    "backfill_id": backfill_id,
+                    "indexes": [{"name": i.name, "definition": i.definition} for i in indexes],
+                }
+            ),
+        ),
+    )
+
+
+def deferred_indexes(conn: psycopg.Connection[Any]) -> dict[str, list[DeferredIndex]]:
+    """Indexes dropped for a backfill and not rebuilt yet, by target table."""
+    rows = conn.execute(
+        "SELECT args->>'table', args->'indexes' FROM runeshift.runs "
+        "WHERE command = %s AND status = 'running' ORDER BY started_at",
+        (DEFERRED_INDEXES,),
+    ).fetchall()
+    pending: dict[str, list[DeferredIndex]] = {}
+    for table, indexes in rows:
+        pending.setdefault(str(table), []).extend(
+            DeferredIndex(i["name"], i["definition"]) for i in indexes
+        )
+    return pending
+
+
+def indexes_rebuilt(conn: psycopg.Connection[Any], table: str) -> None:
+    """Mark ``table``'s deferred indexes built, in the transaction that built them."""
+    conn.execute(
+        "UPDATE runeshift.runs SET status = 'succeeded', finished_at = now() "
+        "WHERE command = %s AND status = 'running' AND args->>'table' = %s",
+        (DEFERRED_INDEXES, table),
+    )

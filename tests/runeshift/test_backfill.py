@@ -273,6 +273,9 @@ def test_kill_and_resume_at_several_points_ends_identical(legacy_world, pg_serve
 
     killed_db = _fresh_db(pg_server_url, "killed")
     env = _env(legacy_world, killed_db, tmp_path / "staging", tmp_path)
+    head_indexes = _indexes(_fresh_db(pg_server_url, "head"))
+    assert _indexes(reference_db) == head_indexes
+    deferred_seen: set[str] = set()
     # A real kill -9 at three different moments of one long run, then a clean resume.
     for kill_after_chunks in (3, 15, 40):
         proc = subprocess.Popen(
@@ -284,6 +287,12 @@ def test_kill_and_resume_at_several_points_ends_identical(legacy_world, pg_serve
         _wait_for_chunks(killed_db, kill_after_chunks, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        # the table being loaded had its plain indexes dropped, and the record says so
+        pending = _deferred_indexes(killed_db)
+        present = _indexes(killed_db)
+        for table, names in pending.items():
+            assert names and not any(n in {i for _, i, _ in present} for n in names), table
+        deferred_seen |= set(pending)
     # And a stop between two chunks (a clean checkpoint boundary).
     partial = run_backfill(
         _settings(legacy_world, killed_db, tmp_path / "staging"),
@@ -291,9 +300,34 @@ def test_kill_and_resume_at_several_points_ends_identical(legacy_world, pg_serve
         stop_after_chunks=2,
     )
     assert partial.resumed
+    deferred_seen |= set(_deferred_indexes(killed_db))
     final = run_backfill(_settings(legacy_world, killed_db, tmp_path / "staging"), chunk_rows=250)
     assert final.resumed and final.balanced
     assert _fingerprint(killed_db) == expected
+    # every index the head schema defines is back, exactly as defined, and none is pending
+    assert deferred_seen, "no kill landed while indexes were deferred"
+    assert _deferred_indexes(killed_db) == {}
+    assert _indexes(killed_db) == head_indexes
+
+
+def _indexes(pg: str) -> set[tuple[str, str, str]]:
+    """(table, index name, definition) of every index in the rune schema."""
+    with psycopg.connect(pg) as conn:
+        rows = conn.execute(
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'rune'"
+        ).fetchall()
+    return {(t, n, d) for t, n, d in rows}
+
+
+def _deferred_indexes(pg: str) -> dict[str, list[str]]:
+    """Indexes a backfill dropped and has not built yet, by table (from runeshift.runs)."""
+    from runeshift.control_store import deferred_indexes
+
+    with psycopg.connect(pg) as conn:
+        return {
+            table: [i.name.split(".")[-1] for i in indexes]
+            for table, indexes in deferred_indexes(conn).items()
+        }
 
 
 def _fresh_db(server_url: str, name: str) -> str:
