@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import operator
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -133,6 +134,15 @@ class RowDecoder:
             c.name: set_members(c.column_type) for c in self.columns if c.data_type == "set"
         }
         self._codecs: dict[int, tuple[list[Any], RowImageCodec | None]] = {}
+        # key() runs twice per row change in the follower: a C itemgetter, not a generator
+        self._key: Callable[[RawRow], tuple[bytes | None, ...]]
+        if len(self.key_index) == 1:
+            only = self.key_index[0]
+            self._key = lambda raw: (raw[only],)
+        elif self.key_index:
+            self._key = operator.itemgetter(*self.key_index)
+        else:
+            self._key = lambda _raw: ()
 
     def raw(self, values: Mapping[str, Any], none_sources: Mapping[str, str]) -> RawRow:
         out: list[bytes | None] = []
@@ -156,7 +166,7 @@ class RowDecoder:
         return codec
 
     def key(self, raw: RawRow) -> tuple[bytes | None, ...]:
-        return tuple(raw[i] for i in self.key_index)
+        return self._key(raw)
 
     def batch(self, rows: Sequence[RawRow]) -> pa.RecordBatch:
         """The raw rows as one Arrow batch, converted exactly as the snapshot reader does."""

@@ -56,9 +56,12 @@ from transform.mapping_spec import MappingSet
 
 SYNC_LOCK = 0x52554E45_0005  # pg advisory lock key: one active follower per target
 SOURCES = (("forums", "forums_url"), ("repo", "repo_url"))
-MAX_BATCH_CHANGES = 5_000
+MAX_BATCH_CHANGES = 20_000
 MAX_BATCH_SECONDS = 0.05
 QUEUE_TRANSACTIONS = 20_000
+# Row changes decoded but not yet applied: bounds memory under a backlog (a row change is
+# about 1 KB of Python objects), while keeping the readers a few batches ahead of the applier.
+QUEUE_CHANGES = 100_000
 
 
 @dataclass
@@ -150,6 +153,29 @@ def _drift_for(
     return found
 
 
+class _ChangeBudget:
+    """How many decoded row changes may wait in the queue; readers wait for room.
+
+    A transaction larger than the whole budget still goes through when the queue is empty.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.queued = 0
+        self._room = threading.Condition()
+
+    def take(self, changes: int, stop: threading.Event) -> None:
+        with self._room:
+            while self.queued and self.queued + changes > self.limit and not stop.is_set():
+                self._room.wait(0.2)
+            self.queued += changes
+
+    def give(self, changes: int) -> None:
+        with self._room:
+            self.queued -= changes
+            self._room.notify_all()
+
+
 class _SourceFollower:
     """One decoding thread: binlog -> transactions on the shared queue."""
 
@@ -164,8 +190,10 @@ class _SourceFollower:
         paused: set[str],
         metrics: SyncMetrics,
         server_id: int,
+        budget: _ChangeBudget | None = None,
     ) -> None:
         self.source = source
+        self.budget = budget or _ChangeBudget(QUEUE_CHANGES)
         self.url = url
         self.mappings = mappings
         self.schema = schema
@@ -229,6 +257,7 @@ class _SourceFollower:
                         old = self.decoders[change.table]
                         self.decoders[change.table] = RowDecoder(schema[change.table], old.names)
                         self.reader.decoders[change.table] = self.decoders[change.table]
+                self.budget.take(len(txn.changes), self.stop)
                 self._put((txn, pauses))
         except BaseException as exc:
             error = exc
@@ -334,6 +363,7 @@ def _follow(
     heart = HeartbeatWriter(urls, interval=options.heartbeat_interval)
     heart.ensure_tables()
     work: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_TRANSACTIONS)
+    budget = _ChangeBudget(QUEUE_CHANGES)
     reader_stop = threading.Event()
     followers = {
         source: _SourceFollower(
@@ -346,6 +376,7 @@ def _follow(
             paused[source],
             metrics,
             server_id=_server_id(source),
+            budget=budget,
         )
         for source, url in urls.items()
     }
@@ -372,7 +403,7 @@ def _follow(
                 reader_stop.set()
             if options.timeout_seconds and time.monotonic() - started > options.timeout_seconds:
                 reader_stop.set()
-            batch, done, error = _drain(work, options)
+            batch, done, error = _drain(work, options, budget)
             ended |= done
             if error is not None and failure is None:
                 failure = error
@@ -425,7 +456,7 @@ def _server_id(source: str) -> int:
 
 
 def _drain(
-    work: queue.Queue[Any], options: SyncOptions
+    work: queue.Queue[Any], options: SyncOptions, budget: _ChangeBudget
 ) -> tuple[list[tuple[BinlogTransaction, list[_Pause]]], set[str], BaseException | None]:
     """Take up to a batch of transactions: wait briefly for the first, then whatever is ready."""
     batch: list[tuple[BinlogTransaction, list[_Pause]]] = []
@@ -446,6 +477,7 @@ def _drain(
             continue
         batch.append(item)
         changes += len(item[0].changes)
+        budget.give(len(item[0].changes))
         if item[1]:
             break  # a pause ends the batch so the skip starts exactly there
     return batch, ended, error
