@@ -252,7 +252,6 @@ def _settle(
     settings: Settings,
     conn: psycopg.Connection[Any],
     compares: list[_TableCompare],
-    references: TargetReferences,
     options: ReconcileOptions,
 ) -> None:
     """Re-check every difference once the follower has passed a fresh snapshot."""
@@ -265,13 +264,21 @@ def _settle(
         pending = [c for c in compares if c.result.differences and c.plan.primary.source in live]
         if not pending:
             return
-        readers = _open_readers(settings, {c.plan.primary.source for c in pending})
+        # Every feed's source: a contributing feed (repo.auth0_links filling accounts) is
+        # re-read too, or the recheck would fail on a source it never opened.
+        readers = _open_readers(
+            settings, {f.source for c in pending for f in (c.plan.primary, *c.plan.contributing)}
+        )
         try:
             for source, reader in readers.items():
                 point = BinlogPoint.parse(reader.position.as_dict() if reader.position else None)
                 if point is None:
                     continue
                 wait_until_applied(conn, source, point, timeout=options.settle_timeout)
+            # Loaded after the wait, so the reference checks see what the follower has
+            # applied: with the first pass's ids, a review of a member who signed up during
+            # the run was "quarantined (orphan)" on every round while the target had it.
+            references = TargetReferences(conn)
             for compare in pending:
                 _recheck(compare, readers, references, round_no)
         finally:
@@ -287,7 +294,11 @@ def _recheck(
     old = compare.result.differences
     keys = [d.source_key for d in old]
     compare.source.readers = readers
-    compare.source.map_contributing()
+    compare.source.references = references
+    # Dedup is decided over the whole table, so it is planned again in the new snapshot:
+    # a visit during the run changes which case-variant email may log in, and the first
+    # pass's losers made both accounts of the pair differ on every round.
+    compare.source.prepare()
     chunk = compare.source.rows_for_keys(keys)
     tk, td = target_side.digests_for_keys(compare.conn, compare.plan.table, keys)
     found = narrow(chunk.keys, chunk.digests, tk, td)
@@ -295,6 +306,12 @@ def _recheck(
     compare.result.settled += sum(1 for d in old if d.source_key not in still)
     compare.diff = found
     compare.source_rows.update(chunk.canonical_rows(found.missing + found.changed))
+    for k in keys:
+        compare.skipped_keys.pop(k, None)
+    for k in chunk.excluded_keys:
+        compare.skipped_keys[k] = "excluded by a mapping rule"
+    for k, reason in chunk.quarantined.items():
+        compare.skipped_keys[k] = f"quarantined by the mapping: {reason}"
     compare.classify()
     for d in compare.result.differences:
         d.rechecks = round_no
@@ -388,7 +405,7 @@ def _run(
                 progress.table_finished(plan.target.table, compare.result)
         _close(readers)
         readers = {}
-        _settle(settings, conn, compares, references, options)
+        _settle(settings, conn, compares, options)
         for r in results:
             if len(r.differences) > MAX_REPORTED_ROWS:
                 r.differences = r.differences[:MAX_REPORTED_ROWS]

@@ -126,6 +126,7 @@ class MappedSource:
         """Dedup losers over the whole table and the contributing feeds' columns (as the backfill)."""
         reader, columns = self._source(self.primary)
         table = reader.tables[self.primary.table]
+        self.losers, self.dedup_decisions = {}, 0  # planned again on a settle-window recheck
         for rule in self.primary.dedup:
             whole = pa.Table.from_batches(
                 [c.batch for c in reader.chunks(table, columns, chunk_rows=self.chunk_rows)]  # type: ignore[arg-type]
