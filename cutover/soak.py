@@ -1,6 +1,6 @@
 """The soak stage (issue 8): writes on Rune, reverse replication carrying them to legacy.
 
-Design note. With ``PlanOptions.soak`` the standard stages gain two things
+Design note. With ``PlanOptions.soak`` the standard stages gain three things
 (:func:`with_soak`):
 
 * in ``writes_on_rune``, ``prepare_reverse_replication`` just before ``open_rune_writes``:
@@ -10,14 +10,15 @@ Design note. With ``PlanOptions.soak`` the standard stages gain two things
 * a ``soak`` stage between ``writes_on_rune`` and ``complete`` whose step
   ``start_reverse_follower`` starts the reverse follower in this process (one per target
   database, kept in a module registry so any runner of the process finds it) and waits
-  until its lag is under the plan's threshold and a reverse reconcile passes (the soak's
-  gate, checked inside the step because the follower only exists once the stage is
-  entered).
+  until its lag is under the plan's threshold (the soak's gate, checked inside the step
+  because the follower only exists once the stage is entered);
+* in ``complete``, ``stop_reverse_replication`` and ``archive_legacy`` (below).
 
 Rolling back from ``soak`` reverses ``start_reverse_follower`` first: hold writes on
 both fences, drain the reverse stream, verify legacy against Rune (``verify_reverse``), and
 only then do the writes stage's own reversals run (Rune fence held, slot dropped, writes
-routed back to legacy and the legacy fence opened). :class:`SoakReverseReplication` tells
+routed back to legacy and the legacy fence opened; the slot's reversal also drops the key
+sequence, so Rune's later rows carry no legacy key). :class:`SoakReverseReplication` tells
 the runner rollback past ``open_rune_writes`` is allowed once the slot is prepared.
 
 Verification (``verify_reverse``) fails on a difference, on any row the reverse follower
