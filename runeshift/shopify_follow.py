@@ -85,7 +85,7 @@ from transform.mapping_spec import Feed, MappingSet, TargetMapping
 Stream = Literal["customers", "products", "orders"]
 RECORDED_BY = "sync"
 SEEN_LIMIT = 200_000
-# (the source table of a child, its parent key column, the target's parent id column)
+# Per stream: (a child's source table, the column of its target rows naming the parent).
 _CHILDREN: dict[str, tuple[tuple[str, str], ...]] = {
     "orders": (
         ("order_line_items", "order_id"),
@@ -676,11 +676,11 @@ class ShopifyFollower:
         conn = self._connection()
         try:
             applier = self._applier(conn)
-            for stream in STREAM_ORDER:
+            for stream in self.streams():
                 mine = [c for c in pending if c.stream == stream]
                 gone = sorted({c.record_id for c in mine if c.deleted})
                 present = sorted({c.record_id for c in mine if not c.deleted} - set(gone))
-                if gone and any(t in applier.by_table for t in STREAM_TABLES[stream]):
+                if gone:
                     self.stats.stream(stream).rows_deleted += applier.delete(stream, gone)
                 if present:
                     self._apply_records(applier, stream, self._fetch(stream, present))
