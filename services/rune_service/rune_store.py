@@ -165,16 +165,19 @@ class RuneStore:
             return WriteStatus(request_id, applied=False)
         with self._pool.connection() as conn:
             found = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM rune.licenses WHERE id = %s)", (result.license_id,)
+                "SELECT legacy_license_id FROM rune.licenses WHERE id = %s", (result.license_id,)
             ).fetchone()
+        legacy_id = result.legacy_license_id
+        if legacy_id is None and found is not None and found[0] is not None:
+            legacy_id = int(found[0])  # a license Rune keyed during the soak (decision 0007)
         return WriteStatus(
             request_id,
             applied=True,
             applied_by=result.applied_by,
             kind=result.kind,
             license_id=result.license_id,
-            legacy_license_id=result.legacy_license_id,
-            in_rune=bool(found and found[0]),
+            legacy_license_id=legacy_id,
+            in_rune=found is not None,
         )
 
     def apply_write(self, request: WriteRequest) -> WriteResult:

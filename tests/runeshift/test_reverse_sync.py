@@ -389,6 +389,8 @@ def test_licenses_the_rune_service_creates_reach_legacy_and_their_updates_the_sa
             LicenseGrant(results[0].request_id, pairs[0][0], pairs[0][1], "trial")
         )
         assert again.license_id == results[0].license_id
+        status = store.write_status(results[0].request_id)
+        assert status.in_rune and status.legacy_license_id is not None
     finally:
         store.close()
     with psycopg.connect(world.postgres_url, autocommit=True) as conn:
@@ -401,6 +403,7 @@ def test_licenses_the_rune_service_creates_reach_legacy_and_their_updates_the_sa
         }
     assert len(keys) == 3 and all(k is not None for k in keys.values())
     assert min(keys.values()) > int(top[0])  # above every legacy id
+    assert status.legacy_license_id == keys[results[0].license_id]
     for license_id, key in keys.items():
         assert license_id == str(uuid_for("license", key))  # a migrated row's id for the key
 
