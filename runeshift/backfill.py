@@ -467,7 +467,9 @@ def _backfill_feed(
                 path = f"{backfill_id}/{feed.source}/{feed.table}/chunk-{number:06d}.parquet"
                 data, checksum = parquet_bytes(chunk.batch)
                 staging.put(path, data)
+                del data
                 raw_chunks.put((chunk, path, checksum))
+                del chunk  # while waiting for the next rows, hold no chunk
         except BaseException as exc:
             failures.append(exc)
         finally:
@@ -478,7 +480,8 @@ def _backfill_feed(
             while (item := to_write.get()) is not None:
                 if stop.is_set():
                     continue
-                number, lower, chunk, mapped, encoded, checksum, path = item
+                number, lower, upper, mapped, encoded, checksum, path = item
+                item = None
                 _commit_chunk(
                     conn,
                     target,
@@ -490,13 +493,14 @@ def _backfill_feed(
                     run_id=run_id,
                     chunk_no=number,
                     lower_key=lower,
-                    upper_key=chunk.last_key,
+                    upper_key=upper,
                     checksum=checksum,
                     staged_path=path,
                 )
                 summary.absorb(mapped, len(mapped.quarantined))
                 if progress:
                     progress.advanced(name, mapped.read)
+                del mapped, encoded  # a committed chunk is garbage before the next arrives
         except BaseException as exc:
             failures.append(exc)
             stop.set()
@@ -516,10 +520,22 @@ def _backfill_feed(
                 target, feed, chunk.batch, references=references, dedup_losers=losers
             )
             encoded = encoder.encode(mapped.rows) if encoder is not None else None
+            # Only what the writer needs travels (not the raw batch), and this thread
+            # drops its references before waiting, so at most one chunk per stage lives.
+            item = None
             to_write.put(
-                (chunk_no, list(after) if after else None, chunk, mapped, encoded, checksum, path)
+                (
+                    chunk_no,
+                    list(after) if after else None,
+                    chunk.last_key,
+                    mapped,
+                    encoded,
+                    checksum,
+                    path,
+                )
             )
             after = chunk.last_key
+            del chunk, mapped, encoded
             if budget[0] is not None:
                 budget[0] -= 1
     except BaseException:
