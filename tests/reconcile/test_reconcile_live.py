@@ -262,8 +262,8 @@ def test_a_recheck_maps_the_source_as_it_stands_in_its_own_snapshot(world):
     A visit makes a case-variant email's loser the account that may log in (dedup must be
     planned again in the recheck's snapshot), and a member who signs up and reviews a script
     during the run (reference checks must see the accounts the follower has applied since).
-    Before the fix both were reported on every round, and the contributing feed's source
-    (repo.auth0_links for accounts) was not even opened for the recheck.
+    Before the fix the first pass's losers and reference ids were reused, and both were
+    reported on every round.
     """
     target = world.postgres_url
     with psycopg.connect(target) as pg:
