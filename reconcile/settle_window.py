@@ -7,8 +7,11 @@ difference of the full pass is therefore re-checked: a new snapshot at S2 reads
 the differing source rows, we wait until the follower's position in
 ``runeshift.source_positions`` (advanced by the follower in the same
 transaction as the rows it applies) has passed S2, then read the target rows.
-A difference that survives every round is real; one that disappears was the
-follower lagging. Without a running follower (positions recorded by the
+The recheck maps those rows wholly in the new snapshot: dedup is planned again and
+the target's reference ids are reloaded after the wait, because both depend on rows
+other than the one compared (a visit moves who may log in; a review's member signed
+up during the run). A difference that survives every round is real; one that
+disappears was the follower lagging. Without a running follower (positions recorded by the
 backfill only) nothing is waiting to be applied and the first answer stands.
 The window holds no state beyond one call.
 """
