@@ -115,8 +115,9 @@ def following(
             while not all(follower_running(conn, s) for s in ("forums", "repo")):
                 assert time.monotonic() < deadline and follower.error is None, follower.error
                 time.sleep(0.1)
-            # Caught up before anything else happens: its first batches re-apply rows of the
-            # backfilled world (all of rune.compile_jobs), which would mend a planted row.
+            # Caught up before anything else happens: its first batch re-applies rows of the
+            # backfilled world (all of rune.compile_jobs, with no such change in the binlog),
+            # which would mend a row planted before it.
             point = BinlogPoint.parse(_master_position(settings.repo_url))
             assert point is not None
             for source in ("forums", "repo"):
@@ -177,9 +178,9 @@ def test_a_difference_planted_while_traffic_runs_is_found_exactly(world, tmp_pat
     cmd = [sys.executable, "-m", "runeshift.cli", "reconcile", "--no-quality", "--output", "json"]
     # Rows nothing writes during the run: an old version and its compile job (traffic only
     # updates the versions it uploads and only inserts jobs) of a script the traffic is told
-    # to spare, whose slug no other script shares in any case: the follower rewrites a
-    # case-variant slug group when traffic touches it, and re-derives its scripts' versions
-    # and jobs from the source, which would mend the planted rows before the compare.
+    # to spare and whose slug no other script shares in any case, so no write reaches them
+    # through their script either (the follower re-derives a script's versions and jobs
+    # from the source when the script leaves or re-enters the target).
     repo = mysql_connect(world.repo_url)
     with repo.cursor() as cur:
         cur.execute("SELECT MIN(id) FROM scripts GROUP BY LOWER(TRIM(slug)) HAVING COUNT(*) = 1")
