@@ -138,7 +138,12 @@ def verify(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
                 "Reverse verification", ["table", "source rows", "target rows", "differences"], rows
             )
         )
-        out.print("[green]legacy equals Rune[/]" if report.passed else "[red]differences found[/]")
+        if report.passed:
+            out.print("[green]legacy equals Rune[/]")
+        for failure in report.failures:
+            out.print(f"[red]failed:[/] {failure}")
+        for rule, count in sorted(report.excluded.items()):
+            out.print(f"excluded by rule {rule}: {count} quarantined row(s)")
     if not report.passed:
         raise typer.Exit(EXIT_CHECK_FAILED)
 
