@@ -330,6 +330,21 @@ def _deferred_indexes(pg: str) -> dict[str, list[str]]:
         }
 
 
+def test_deferred_indexes_are_built_by_a_run_that_does_not_load_their_table(
+    legacy_world, target, pg_server_url, tmp_path
+):
+    settings = _settings(legacy_world, target, tmp_path / "staging")
+    run_backfill(settings, tables=["roles"])
+    run_backfill(settings, tables=["accounts"], chunk_rows=250, stop_after_chunks=1)
+    pending = _deferred_indexes(target)
+    assert list(pending) == ["rune.accounts"] and "ix_accounts_email" in pending["rune.accounts"]
+    assert not any(name == "ix_accounts_email" for _, name, _ in _indexes(target))
+    # the next run loads another table only: it builds the pending indexes first
+    run_backfill(settings, tables=["roles"])
+    assert _deferred_indexes(target) == {}
+    assert _indexes(target) == _indexes(_fresh_db(pg_server_url, "head"))
+
+
 def _fresh_db(server_url: str, name: str) -> str:
     import uuid
 
