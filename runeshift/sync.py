@@ -23,9 +23,14 @@ optional webhook receiver) while this follower holds the lock; ``SyncOptions.sho
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.process
 import os
+import pickle
 import queue
+import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,8 +40,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from extract.binlog_reader import BinlogReader, BinlogTransaction
-from extract.binlog_row_decoder import RowDecoder
+from extract.binlog_reader import BinlogReader, BinlogTransaction, RowChange
+from extract.binlog_row_decoder import RawRow, RowDecoder
 from extract.binlog_source_lookup import SourceLookup
 from extract.mysql_source_schema import SourceTable
 from extract.snapshot_reader import BinlogPosition
@@ -56,12 +61,13 @@ from transform.mapping_spec import MappingSet
 
 SYNC_LOCK = 0x52554E45_0005  # pg advisory lock key: one active follower per target
 SOURCES = (("forums", "forums_url"), ("repo", "repo_url"))
-MAX_BATCH_CHANGES = 20_000
+MAX_BATCH_CHANGES = 5_000
 MAX_BATCH_SECONDS = 0.05
 QUEUE_TRANSACTIONS = 20_000
 # Row changes decoded but not yet applied: bounds memory under a backlog (a row change is
-# about 1 KB of Python objects), while keeping the readers a few batches ahead of the applier.
-QUEUE_CHANGES = 100_000
+# about 1 KB of Python objects) and how long a SIGTERM drain takes (everything queued is
+# applied first), while keeping the readers a few batches ahead of the applier.
+QUEUE_CHANGES = 20_000
 
 
 @dataclass
@@ -72,6 +78,8 @@ class SyncOptions:
     heartbeat_interval: float = 0.5
     standby_poll_seconds: float = 0.5
     timeout_seconds: float | None = None
+    # Decode each binlog in a forked child process (beside the applier, not under its GIL).
+    decode_in_process: bool = True
     # Follow the Shopify store too (None: when shopify_base_url is set); webhooks on a port.
     shopify: bool | None = None
     shopify_poll_interval: float = 5.0
@@ -176,8 +184,57 @@ class _ChangeBudget:
             self._room.notify_all()
 
 
+class _Stopped:
+    """``threading.Event``'s ``is_set`` over a callable (the decoding child's stop)."""
+
+    def __init__(self, check: Callable[[], bool]) -> None:
+        self.is_set = check
+
+
+class _PipeOut:
+    """The child's end of the queue: transactions go down the pipe as plain tuples."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self.reconnects = 0
+
+    def put(self, item: Any, timeout: float | None = None) -> None:
+        del timeout  # a full pipe blocks; the parent's relay thread always drains it
+        if isinstance(item, _Ended):
+            self._send.send(item)
+            return
+        txn, pauses = item
+        changes = [(c.table, c.kind, c.before, c.after) for c in txn.changes]
+        self._send.send(
+            (
+                txn.source,
+                txn.position,
+                changes,
+                txn.ddl,
+                txn.heartbeats,
+                txn.timestamp,
+                txn.from_reverse_writer,
+                pauses,
+                self.reconnects,
+            )
+        )
+
+
+def _row_change(table: str, kind: Any, before: Any, after: Any) -> RowChange:
+    return RowChange(table, kind, before, after)
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    """The error as the parent can receive it (not every exception pickles)."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return FatalError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
 class _SourceFollower:
-    """One decoding thread: binlog -> transactions on the shared queue."""
+    """One decoding thread (or process): binlog -> transactions on the shared queue."""
 
     def __init__(
         self,
@@ -193,7 +250,9 @@ class _SourceFollower:
         budget: _ChangeBudget | None = None,
     ) -> None:
         self.source = source
-        self.budget = budget or _ChangeBudget(QUEUE_CHANGES)
+        self.budget: _ChangeBudget | None = budget or _ChangeBudget(QUEUE_CHANGES)
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.child_stop: Any = None
         self.url = url
         self.mappings = mappings
         self.schema = schema
@@ -215,11 +274,115 @@ class _SourceFollower:
         )
         self.thread: threading.Thread | None = None
 
-    def start(self, position: BinlogPosition) -> None:
+    def start(self, position: BinlogPosition, *, in_process: bool = False) -> None:
+        """Decode on a thread, or in a forked child process (``in_process``).
+
+        In a child the decoding (most of the follower's Python work) runs beside the applier
+        instead of sharing its GIL; a relay thread here takes the child's transactions off a
+        pipe (as plain tuples: a tenth of the cost of pickling dataclasses) onto the queue.
+        """
+        if not in_process:
+            self.thread = threading.Thread(
+                target=self._run, args=(position,), name=f"binlog-{self.source}", daemon=True
+            )
+            self.thread.start()
+            return
+        context = multiprocessing.get_context("fork")
+        sys.stdout.flush()  # or the child flushes a copy of what is buffered when it exits
+        sys.stderr.flush()
+        receive, send = context.Pipe(duplex=False)
+        self.child_stop = context.Event()
+        self.process = context.Process(
+            target=self._run_child,
+            args=(position, send, receive, os.getpid()),
+            name=f"binlog-{self.source}",
+            daemon=True,
+        )
+        self.process.start()
+        send.close()
         self.thread = threading.Thread(
-            target=self._run, args=(position,), name=f"binlog-{self.source}", daemon=True
+            target=self._relay, args=(receive,), name=f"binlog-relay-{self.source}", daemon=True
         )
         self.thread.start()
+
+    def finish(self) -> None:
+        """Stop and reap the child process, if any (the caller has set ``stop``)."""
+        if self.process is None:
+            return
+        assert self.child_stop is not None
+        self.child_stop.set()
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if not self.process.is_alive():
+            self.process.close()
+        self.process = None
+
+    def _run_child(self, position: BinlogPosition, send: Any, receive: Any, parent: int) -> None:
+        # Runs in the forked child: the parent stops it (or dies: kill -9 leaves no one to).
+        # Close the child's copy of the parent's end, or a send to a dead parent blocks
+        # forever on a pipe that still has a reader (this very process).
+        receive.close()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        child_stop = self.child_stop
+        assert child_stop is not None
+
+        def stopped() -> bool:
+            return child_stop.is_set() or os.getppid() != parent
+
+        self.stop = _Stopped(stopped)  # type: ignore[assignment]
+        self.reader._stop = stopped
+        self.budget = None  # the relay thread in the parent takes the budget
+        self.out = _PipeOut(send)  # type: ignore[assignment]
+        try:
+            self._run(position)
+        except OSError:
+            pass  # the parent is gone (broken pipe): nothing left to tell
+        finally:
+            send.close()
+
+    def _relay(self, receive: Any) -> None:
+        """Parent side: child pipe -> budget -> the shared queue, until the child ends."""
+        child_stop = self.child_stop
+        try:
+            while True:
+                if self.stop.is_set():
+                    child_stop.set()  # the child stops at its next transaction boundary
+                try:
+                    if not receive.poll(0.2):
+                        continue
+                    item = receive.recv()
+                except (EOFError, OSError):
+                    error = (
+                        None
+                        if self.stop.is_set()
+                        else FatalError(
+                            f"{self.source}: the binlog decoding process ended unexpectedly"
+                        )
+                    )
+                    self._put(_Ended(self.source, error))
+                    return
+                if isinstance(item, _Ended):
+                    self._put(item)
+                    return
+                source, position, changes, ddl, heartbeats, timestamp, reverse, pauses, n = item
+                self.metrics.source(self.source).reconnects = n
+                txn = BinlogTransaction(
+                    source,
+                    position,
+                    [_row_change(*c) for c in changes],
+                    ddl,
+                    heartbeats,
+                    timestamp,
+                    reverse,
+                )
+                if self.budget is not None:
+                    self.budget.take(len(txn.changes), self.stop)
+                self._put((txn, pauses))
+        finally:
+            receive.close()
 
     def _put(self, item: Any) -> None:
         while True:
@@ -235,7 +398,12 @@ class _SourceFollower:
         error: BaseException | None = None
         try:
             for txn in self.reader.transactions(position):
-                self.metrics.source(self.source).reconnects = self.reader.reconnects
+                if isinstance(self.out, _PipeOut):
+                    # In the child no lock of the parent is touched: one held by another
+                    # thread at fork time would stay held here forever.
+                    self.out.reconnects = self.reader.reconnects
+                else:
+                    self.metrics.source(self.source).reconnects = self.reader.reconnects
                 pauses: list[_Pause] = []
                 for change in txn.ddl:
                     if change.table not in self.decoders or change.table in self.paused:
@@ -257,10 +425,11 @@ class _SourceFollower:
                         old = self.decoders[change.table]
                         self.decoders[change.table] = RowDecoder(schema[change.table], old.names)
                         self.reader.decoders[change.table] = self.decoders[change.table]
-                self.budget.take(len(txn.changes), self.stop)
+                if self.budget is not None:
+                    self.budget.take(len(txn.changes), self.stop)
                 self._put((txn, pauses))
         except BaseException as exc:
-            error = exc
+            error = exc if self.process is None else _picklable(exc)
         finally:
             lookup.close()
             self._put(_Ended(self.source, error))
@@ -396,7 +565,7 @@ def _follow(
     failure: BaseException | None = None
     try:
         for source, follower in followers.items():
-            follower.start(positions[source])
+            follower.start(positions[source], in_process=options.decode_in_process)
         heart.start()
         while len(ended) < len(followers):
             if stop.is_set():
@@ -429,6 +598,8 @@ def _follow(
             status = "caught_up"
     finally:
         reader_stop.set()
+        for follower in followers.values():
+            follower.finish()
         heart.stop()
         for lookup in lookups.values():
             lookup.close()
@@ -501,15 +672,7 @@ def _apply_batch(
         counts = per_source.setdefault(txn.source, [0, 0])
         counts[0] += len(txn.changes)
         counts[1] += 1
-        for change in txn.changes:
-            decoder = applier.decoders[(txn.source, change.table)]
-            changes = net.setdefault((txn.source, change.table), FeedChanges())
-            if change.before is not None:
-                old_key = decoder.key(change.before)
-                if change.after is None or decoder.key(change.after) != old_key:
-                    changes.delete(old_key, change.before)
-            if change.after is not None:
-                changes.upsert(decoder.key(change.after), change.after)
+        _fold(txn.source, txn.changes, applier, net)
         if txn.heartbeats:
             seen_seq[txn.source] = max(txn.heartbeats)
         positions[txn.source] = txn.position
@@ -578,6 +741,35 @@ def _apply_batch(
         stats.upserted + stats.deleted,
         stats.quarantined,
     )
+
+
+def _fold(
+    source: str,
+    changes: list[RowChange],
+    applier: ChangeApplier,
+    net: dict[tuple[str, str], FeedChanges],
+) -> None:
+    """Fold one transaction's row changes into the net state per key (the hot loop)."""
+    tables: dict[str, tuple[Callable[[RawRow], tuple[bytes | None, ...]], FeedChanges]] = {}
+    for change in changes:
+        entry = tables.get(change.table)
+        if entry is None:
+            feed = net.get((source, change.table))
+            if feed is None:
+                feed = net[(source, change.table)] = FeedChanges()
+            entry = tables[change.table] = (applier.decoders[(source, change.table)].key, feed)
+        key, feed = entry
+        before, after = change.before, change.after
+        if after is None:
+            if before is not None:
+                feed.delete(key(before), before)
+        elif before is None:
+            feed.upsert(key(after), after)
+        else:
+            old_key, new_key = key(before), key(after)
+            if old_key != new_key:
+                feed.delete(old_key, before)
+            feed.upsert(new_key, after)
 
 
 def _refresh_lag_floor(
