@@ -112,7 +112,7 @@ def uuid_text_to_bytes(values: pa.Array) -> pa.Array:
     n = len(arr)
     valid = pc.is_valid(arr)
     lengths = pc.binary_length(arr)
-    if not pc.all(pc.or_kleene(pc.equal(lengths, 36), pc.invert(valid))).as_py():
+    if n and not pc.all(pc.or_kleene(pc.equal(lengths, 36), pc.invert(valid))).as_py():
         raise _NotExact("uuid text not canonical")
     filled = pc.fill_null(arr, "00000000-0000-0000-0000-000000000000")
     offsets = np.frombuffer(filled.buffers()[1], dtype=np.int32)[

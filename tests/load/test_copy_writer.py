@@ -164,3 +164,10 @@ def test_uuid_text_to_bytes_matches_python():
     assert out.to_pylist() == [None if t is None else uuid.UUID(t).bytes for t in texts[1:]]
     with pytest.raises(copy_writer._NotExact):
         copy_writer.uuid_text_to_bytes(pa.array(["zzzzzzzz-0000-0000-0000-000000000000"]))
+    assert copy_writer.uuid_text_to_bytes(pa.array([], pa.string())).to_pylist() == []
+    assert copy_writer.uuid_text_to_bytes(pa.array([None], pa.string())).to_pylist() == [None]
+
+
+def test_an_empty_chunk_encodes_as_binary(conn):
+    encoded = _encoder(conn, "via_binary").encode(_rows().slice(0, 0))
+    assert encoded.format == "binary"
