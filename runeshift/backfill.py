@@ -454,7 +454,8 @@ def _backfill_feed(
     # small, so memory stays bounded by a handful of chunks. Commit order is chunk order.
     raw_chunks: queue.Queue[Any] = queue.Queue(maxsize=1)
     to_write: queue.Queue[Any] = queue.Queue(maxsize=1)
-    stop = threading.Event()
+    stop = threading.Event()  # read no further (the chunk budget is spent, or a failure)
+    abort = threading.Event()  # and write nothing more either (a failure)
     failures: list[BaseException] = []
 
     def read() -> None:
@@ -478,7 +479,7 @@ def _backfill_feed(
     def write() -> None:
         try:
             while (item := to_write.get()) is not None:
-                if stop.is_set():
+                if abort.is_set():
                     continue
                 number, lower, upper, mapped, encoded, checksum, path = item
                 item = None
@@ -503,6 +504,7 @@ def _backfill_feed(
                 del mapped, encoded  # a committed chunk is garbage before the next arrives
         except BaseException as exc:
             failures.append(exc)
+            abort.set()
             stop.set()
 
     reader_thread = threading.Thread(target=read, name=f"read {feed.qualified}", daemon=True)
@@ -539,6 +541,7 @@ def _backfill_feed(
             if budget[0] is not None:
                 budget[0] -= 1
     except BaseException:
+        abort.set()
         stop.set()
         raise
     finally:

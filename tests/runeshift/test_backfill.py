@@ -336,6 +336,10 @@ def test_deferred_indexes_are_built_by_a_run_that_does_not_load_their_table(
     settings = _settings(legacy_world, target, tmp_path / "staging")
     run_backfill(settings, tables=["roles"])
     run_backfill(settings, tables=["accounts"], chunk_rows=250, stop_after_chunks=1)
+    with psycopg.connect(target) as conn:
+        loaded = conn.execute("SELECT count(*) FROM rune.accounts").fetchone()
+    # exactly the one chunk the budget allows is committed (not skipped as the run stops)
+    assert loaded is not None and 0 < loaded[0] <= 250
     pending = _deferred_indexes(target)
     assert list(pending) == ["rune.accounts"] and "ix_accounts_email" in pending["rune.accounts"]
     assert not any(name == "ix_accounts_email" for _, name, _ in _indexes(target))
