@@ -615,7 +615,7 @@ def _commit_chunk(
     staged_path: str,
 ) -> None:
     """One transaction: the chunk's rows, quarantined rows, exclusion counts and checkpoint."""
-    quarantined = _load_chunk(conn, target, feed, mapped, encoded)
+    quarantined = load_chunk(conn, target, feed, mapped, encoded)
     mapped.quarantined = quarantined
     control_store.quarantine_rows(
         conn,
@@ -653,7 +653,7 @@ def _commit_chunk(
     conn.commit()
 
 
-def _load_chunk(
+def load_chunk(
     conn: psycopg.Connection[Any],
     target: TargetMapping,
     feed: Feed,

@@ -63,11 +63,11 @@ from extract.shopify_record_batches import (
 )
 from extract.shopify_streams import ShopifyRecord, stream_spec
 from runeshift import control_store
-from runeshift.backfill import TableSummary, _load_chunk, select_feeds
+from runeshift.backfill import TableSummary, load_chunk, select_feeds
 from runeshift.connections import pg_connect
 from runeshift.errors import ConfigError, TransientError
 from runeshift.settings import Settings
-from runeshift.store_backfill import STREAM_ORDER, IdentitySummary, _record_identity, _write_merged
+from runeshift.store_backfill import STREAM_ORDER, IdentitySummary, record_identity, write_merged
 from transform.mapping_engine import (
     MappedBatch,
     _Evaluation,  # the one expression evaluator; change_applier uses it the same way
@@ -318,7 +318,7 @@ class StoreChangeApplier:
         self, target: TargetMapping, feed: Feed, mapped: MappedBatch, counts: ApplyCounts
     ) -> set[str]:
         """Rows, quarantine and its resolution; returns the keys that did not map cleanly."""
-        quarantined = _load_chunk(self.conn, target, feed, mapped)
+        quarantined = load_chunk(self.conn, target, feed, mapped)
         common = {
             "source": feed.source,
             "source_table": feed.table,
@@ -491,7 +491,7 @@ class StoreChangeApplier:
         keys = [str(k) for k in batch.column("key").to_pylist()]
         own_ids = dict(zip(keys, target_ids(target, feed, keys), strict=True))
         follow_later = self._move_out(plan, keys, now, own_ids)
-        _record_identity(
+        record_identity(
             self.conn, plan, batch, IdentitySummary(), TableSummary(feed.qualified, target.table)
         )
         losers = {rule.rule: frozenset(plan.no_login) for rule in feed.dedup}
@@ -504,7 +504,7 @@ class StoreChangeApplier:
             lookups=self.references.lookup,
         )
         merged_rows = len(set(keys) & set(plan.merged))
-        mapped = _write_merged(self.conn, mapped, plan, TableSummary(feed.qualified, target.table))
+        mapped = write_merged(self.conn, mapped, plan, TableSummary(feed.qualified, target.table))
         bad = self._write(target, feed, mapped, counts)
         for member_id, own_id in follow_later:
             self.conn.execute(

@@ -49,7 +49,7 @@ from extract.shopify_streams import ShopifyRecord
 from load import copy_writer
 from load.staging_store import parquet_bytes
 from runeshift import control_store
-from runeshift.backfill import BackfillProgress, TableSummary, _load_chunk
+from runeshift.backfill import BackfillProgress, TableSummary, load_chunk
 from runeshift.errors import ConfigError
 from runeshift.settings import Settings
 from transform.mapping_engine import MappedBatch, ReferenceCheck, ReferenceLookup, map_batch
@@ -327,8 +327,8 @@ def _load_chunk_of(
         lookups=_as_lookup(ctx.references),
     )
     if plan is not None:
-        mapped = _write_merged(ctx.conn, mapped, plan, summary)
-    quarantined = _load_chunk(ctx.conn, target, feed, mapped)
+        mapped = write_merged(ctx.conn, mapped, plan, summary)
+    quarantined = load_chunk(ctx.conn, target, feed, mapped)
     ctx.references.invalidate(target.table)
     reasons = {f.rule: f.reason for f in feed.exclude_rows}
     common = {
@@ -386,7 +386,7 @@ def _load_customers(
     batch = flatten_records("customers", every).batches["customers"]
     plan = _plan(ctx, target, feed, batch)
     summary = summaries["customers"]
-    _record_identity(ctx.conn, plan, batch, identity, summary)
+    record_identity(ctx.conn, plan, batch, identity, summary)
     ctx.conn.commit()
     skip = control_store.chunk_progress(ctx.conn, ctx.backfill_id, feed.source, feed.table).chunks
     ctx.conn.commit()
@@ -436,7 +436,7 @@ def _plan(ctx: _Context, target: TargetMapping, feed: Feed, batch: pa.RecordBatc
     return plan_identity_merge(customers, members)
 
 
-def _record_identity(
+def record_identity(
     conn: psycopg.Connection[Any],
     plan: IdentityPlan,
     batch: pa.RecordBatch,
@@ -476,7 +476,7 @@ def _record_identity(
     summary.notes["rune.accounts: customer merged into its member's account"] = len(plan.merged)
 
 
-def _write_merged(
+def write_merged(
     conn: psycopg.Connection[Any], mapped: MappedBatch, plan: IdentityPlan, summary: TableSummary
 ) -> MappedBatch:
     """Set ``shopify_customer_id`` on the members' accounts; return the rows left to insert."""
