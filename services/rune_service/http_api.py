@@ -76,6 +76,10 @@ class RequestStats:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's listen backlog is 5: a burst of new connections from HAProxy then
+    # overflows it, connects (health checks included) time out and HAProxy marks the
+    # service DOWN (503s at 500 requests/s in the drill). The kernel caps it at somaxconn.
+    request_queue_size = 1024
     service: ServiceServer
 
 
