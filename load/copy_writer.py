@@ -298,7 +298,7 @@ def upsert_rows(
                 cur.execute(_merge_sql(target, columns, tmp, None))
                 cur.execute(sql.SQL("DROP TABLE {}").format(tmp))
             return []
-        except psycopg.errors.IntegrityError:
+        except (psycopg.errors.IntegrityError, psycopg.errors.CardinalityViolation):
             return _isolate_rejects(conn, target, columns, data, rows.num_rows)
 
 
@@ -340,21 +340,37 @@ def _isolate_rejects(
     data: EncodedRows,
     n_rows: int,
 ) -> list[RejectedRow]:
-    """Slow path: stage once, then merge row by row in savepoints, collecting the rejected rows."""
+    """Slow path: stage once, then merge ranges of rows in savepoints, halving a range that
+    fails until the rejected rows stand alone.
+
+    ``k`` bad rows among ``n`` cost about ``2k log2(n)`` statements, not ``n``: row by row, a
+    20,000-row catch-up batch with one bad row kept the server busy for minutes.
+    """
     rejected: list[RejectedRow] = []
     with conn.cursor() as cur:
         tmp = _stage(cur, target, columns, data)
-        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN _n bigserial").format(tmp))
-        stmt = _merge_sql(target, columns, tmp, sql.SQL("_n = %s"))
-        for i in range(n_rows):
+        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN _n bigserial PRIMARY KEY").format(tmp))
+        cur.execute(sql.SQL("ANALYZE {}").format(tmp))
+        stmt = _merge_sql(target, columns, tmp, sql.SQL("_n BETWEEN %s AND %s"))
+        ranges = [(1, n_rows)] if n_rows else []
+        while ranges:
+            first, last = ranges.pop()
             try:
                 with conn.transaction():
-                    cur.execute(stmt, (i + 1,))
-            except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
-                detail = exc.diag.message_primary or str(exc)
-                rejected.append(RejectedRow(i, f"rejected by {target}: {detail}"))
+                    cur.execute(stmt, (first, last))
+            except (
+                psycopg.errors.IntegrityError,
+                psycopg.errors.DataError,
+                psycopg.errors.CardinalityViolation,  # one id twice in the range: split it
+            ) as exc:
+                if first == last:
+                    detail = exc.diag.message_primary or str(exc)
+                    rejected.append(RejectedRow(first - 1, f"rejected by {target}: {detail}"))
+                    continue
+                middle = (first + last) // 2
+                ranges += [(middle + 1, last), (first, middle)]  # lower half first, in order
         cur.execute(sql.SQL("DROP TABLE {}").format(tmp))
-    return rejected
+    return sorted(rejected, key=lambda r: r.index)
 
 
 def update_columns(conn: psycopg.Connection[Any], target: str, rows: pa.Table) -> pa.Array:

@@ -141,6 +141,32 @@ def test_rerun_through_the_merge_changes_nothing_and_rejects_are_isolated(conn):
     assert "via_binary_label_unique" in rejected[0].reason
 
 
+def test_rejects_in_a_large_batch_are_found_by_halving_and_the_rest_lands(conn):
+    taken = [f"taken-{i}" for i in range(3)]
+    held = pa.table(
+        {
+            "id": pa.array([str(uuid.uuid4()) for _ in taken], pa.string()),
+            "label": pa.array(taken, pa.string()),
+        }
+    )
+    assert copy_writer.upsert_rows(conn, "public.via_csv", held) == []
+    n = 5000
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    labels = [f"new-{i}" for i in range(n)]
+    for index, label in zip((10, 2500, 4999), taken, strict=True):
+        labels[index] = label  # another row holds it: rejected by the unique constraint
+    ids[3001] = ids[3000]  # one id twice: the later row wins, as row by row
+    labels[3001] = "new-3000-again"
+    batch = pa.table({"id": pa.array(ids, pa.string()), "label": pa.array(labels, pa.string())})
+    rejected = copy_writer.upsert_rows(conn, "public.via_csv", batch)
+    assert [r.index for r in rejected] == [10, 2500, 4999]
+    assert all("via_csv_label_unique" in r.reason for r in rejected)
+    landed = dict(conn.execute("SELECT id::text, label FROM via_csv").fetchall())
+    assert len(landed) == 3 + n - 3 - 1
+    assert landed[ids[3000]] == "new-3000-again"
+    assert landed[ids[0]] == "new-0" and ids[10] not in landed
+
+
 @pytest.mark.parametrize(
     ("column", "values"),
     [
