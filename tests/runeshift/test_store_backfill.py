@@ -150,9 +150,9 @@ def test_test_orders_are_excluded_by_their_rule(backfilled, world) -> None:
     assert counts["orders"] == len(tests)
     assert all("test" in r[2] for r in rows)
     ids = [o["id"] for o in tests]
-    assert _rows(pg, "SELECT count(*) FROM rune.orders WHERE shopify_order_id = ANY(%s)", (ids,)) == [
-        (0,)
-    ]
+    assert _rows(
+        pg, "SELECT count(*) FROM rune.orders WHERE shopify_order_id = ANY(%s)", (ids,)
+    ) == [(0,)]
 
 
 def test_customers_merge_into_members_or_become_their_own_accounts(backfilled, world) -> None:
@@ -307,9 +307,7 @@ def test_unknown_and_retired_script_skus_keep_their_line_with_no_script(backfill
 
 def test_licenses_link_to_their_order_lines(backfilled, world) -> None:
     pg = backfilled["pg"]
-    lines = {
-        li["id"]: o for o in _docs(world, "orders") if not o["test"] for li in o["line_items"]
-    }
+    lines = {li["id"]: o for o in _docs(world, "orders") if not o["test"] for li in o["line_items"]}
     rows = _rows(
         pg,
         "SELECT l.shopify_line_id, l.order_item_id::text, oi.id::text, l.price_currency "
