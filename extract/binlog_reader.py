@@ -150,6 +150,11 @@ class BinlogReader:
 
         install_raw_strings()
         target = parse_mysql_url(self.url)
+        # On MariaDB python-mysql-replication ignores log_file/log_pos: it asks for the
+        # GTID state in auto_position, and without one the server streams from the start
+        # of its oldest binlog, so every restart replayed the whole binlog. Ask from the
+        # GTID state at the stored file:offset instead.
+        gtid = _gtid_at(self.url, position)
         return BinLogStreamReader(
             connection_settings={
                 "host": target.host,
@@ -163,6 +168,7 @@ class BinlogReader:
             blocking=True,
             log_file=position.file,
             log_pos=position.position,
+            auto_position=gtid or None,
             only_events=[
                 WriteRowsEvent,
                 UpdateRowsEvent,
@@ -326,6 +332,30 @@ class BinlogReader:
         else:
             changes.extend(RowChange(table, "delete", image, None) for image in images)
         return True
+
+
+def _gtid_at(url: str, position: BinlogPosition) -> str:
+    """MariaDB's GTID state at a binlog file:offset (``''`` before the first GTID)."""
+    import pymysql
+
+    target = parse_mysql_url(url)
+    conn = pymysql.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        connect_timeout=10,
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (position.file, position.position))
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    value = row[0] if row else None
+    if value is None:  # not an event boundary of a file the server has: trust what was stored
+        return position.gtid
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _full(bitmap: bytes, columns: int) -> bool:

@@ -66,10 +66,15 @@ class FeedChanges:
 
     upserts: dict[Key, RawRow] = field(default_factory=dict)
     deletes: dict[Key, RawRow] = field(default_factory=dict)  # key -> last known row image
+    # key -> the row image an update started from (the first in the batch): its contested
+    # values may name a dedup group the index no longer links to the key (see _dedup_groups)
+    befores: dict[Key, RawRow] = field(default_factory=dict)
 
-    def upsert(self, key: Key, row: RawRow) -> None:
+    def upsert(self, key: Key, row: RawRow, before: RawRow | None = None) -> None:
         self.deletes.pop(key, None)
         self.upserts[key] = row
+        if before is not None:
+            self.befores.setdefault(key, before)
 
     def delete(self, key: Key, row: RawRow) -> None:
         self.upserts.pop(key, None)
@@ -215,6 +220,7 @@ class ChangeApplier:
         self._defaults: dict[str, dict[str, str | None]] = {}
         self._dependants: dict[str, list[_Dependant]] = {}
         self._dedup: dict[tuple[FeedId, str], _DedupIndex] = {}
+        self._before_values: dict[tuple[FeedId, str], set[str]] = {}
         self.refs = _LiveReferences(conn, self._id_kinds)
         # Rows a unique index rejected: retried with backoff (key -> (attempts, due batch)).
         self._retry: dict[FeedId, dict[Key, tuple[int, int]]] = {}
@@ -297,8 +303,19 @@ class ChangeApplier:
             for target, feed in self.mappings.feeds_from(source, table):
                 work.append((target, feed, net))
         work.sort(key=lambda w: (self._order[w[0].table], not w[1].primary))
+        self._before_values = {}
+        for target, feed, net in work:
+            if feed.primary and feed.dedup and (net.befores or net.deletes):
+                images = [*net.befores.values(), *net.deletes.values()]
+                batch = self._decoder(feed).batch(images)
+                for rule in feed.dedup:
+                    values = _dedup_values(target, feed, rule, batch).to_pylist()
+                    self._before_values[(self._feed_id(target, feed), rule.rule)] = {
+                        v for v in values if v is not None
+                    }
         for target, feed, net in work:
             self._apply_feed(target, feed, dict(net.upserts), dict(net.deletes), stats, depth=0)
+        self._before_values = {}
         self._retry_rejected(stats)
         self.refs.leaving.clear()
         return stats
@@ -718,6 +735,15 @@ class ChangeApplier:
             if value is not None and value not in sizes_before:
                 sizes_before[value] = len(index.members.get(value, ()))
 
+        # The values updated or deleted rows held before: after a restart the index is built from the
+        # source as it is *now*, so a key whose update is replayed may already sit in its
+        # new group, and the group it left (still planned with it in the target) would be
+        # missed. Those groups are re-planned whatever their size.
+        left = self._before_values.get((self._feed_id(target, feed), rule.rule), set())
+        for value in left:
+            note(value)
+        touched |= left
+
         for key in deletes:
             text = _key_text(key)
             note(index.value_of.get(text))
@@ -739,7 +765,11 @@ class ChangeApplier:
                 old, new = index.set(key, value)
                 touched.update(v for v in (old, new) if v is not None)
         groups = [
-            v for v in touched if sizes_before.get(v, 0) > 1 or len(index.members.get(v, ())) > 1
+            v
+            for v in touched
+            if sizes_before.get(v, 0) > 1
+            or len(index.members.get(v, ())) > 1
+            or (v in left and index.members.get(v))
         ]
         if not groups:
             return

@@ -769,7 +769,9 @@ def _fold(
             old_key, new_key = key(before), key(after)
             if old_key != new_key:
                 feed.delete(old_key, before)
-            feed.upsert(new_key, after)
+                feed.upsert(new_key, after)
+            else:
+                feed.upsert(new_key, after, before)
 
 
 def _refresh_lag_floor(
