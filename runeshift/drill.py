@@ -96,6 +96,9 @@ class Scorecard:
     kills: int
     seconds: float
     rollback_from: str | None = None
+    # Per switch ("to_rune", and "back_to_legacy" after a rollback from soak): fence hold,
+    # held writes, their pause p50/max. The fields above are the worst over all switches.
+    switches: dict[str, dict[str, float]] = field(default_factory=dict)
     bounds: list[Bound] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
 
@@ -318,11 +321,12 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
             ),
             "not run",
         )
-        fence_hold = 0.0
-        held: list[float] = []
+        # Each switch: hold .. open. Legacy -> Rune (hold_writes .. open_rune_writes); with a
+        # soak also the way back (the rollback's hold .. the legacy fence opening again).
+        windows: dict[str, tuple[Any, Any]] = {}
+        if hold and opened:
+            windows["to_rune"] = (hold[0].at if soak else hold[-1].at, opened[-1].at)
         if soak:
-            # Both switches: legacy -> Rune (hold .. open) and back (the rollback's hold ..
-            # the legacy fence opening again).
             back_hold = [
                 e for e in entries if e.step == "start_reverse_follower" and e.action == "reverse"
             ]
@@ -331,29 +335,26 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
                 for e in entries
                 if e.step == "hold_writes" and e.action == "reverse" and e.status == "done"
             ]
-            windows = []
-            if hold and opened:
-                windows.append((hold[0].at, opened[-1].at))
             if back_hold and back_open:
-                windows.append((back_hold[0].at, back_open[-1].at))
-            for a, b in windows:
-                t0 = a.timestamp() - load_started_wall
-                t1 = b.timestamp() - load_started_wall
-                fence_hold = max(fence_hold, t1 - t0)
-                held += [
-                    o.latency_ms / 1000
-                    for o in outcomes
-                    if o.kind in WRITE_KINDS and t0 - 0.05 <= o.sent_at <= t1 + 0.05
-                ]
-        elif hold and opened:
-            t0 = hold[-1].at.timestamp() - load_started_wall
-            t1 = opened[-1].at.timestamp() - load_started_wall
-            fence_hold = t1 - t0
-            held = [
+                windows["back_to_legacy"] = (back_hold[0].at, back_open[-1].at)
+        switches: dict[str, dict[str, float]] = {}
+        held: list[float] = []
+        for switch, (a, b) in windows.items():
+            t0 = a.timestamp() - load_started_wall
+            t1 = b.timestamp() - load_started_wall
+            waits = [
                 o.latency_ms / 1000
                 for o in outcomes
                 if o.kind in WRITE_KINDS and t0 - 0.05 <= o.sent_at <= t1 + 0.05
             ]
+            switches[switch] = {
+                "fence_hold_s": round(t1 - t0, 4),
+                "held_writes": len(waits),
+                "write_pause_p50_s": round(_percentile(waits, 0.5), 4),
+                "write_pause_max_s": round(max(waits, default=0.0), 4),
+            }
+            held += waits
+        fence_hold = max((w["fence_hold_s"] for w in switches.values()), default=0.0)
         card = Scorecard(
             rate=options.rate,
             achieved_rate=summary.achieved_rate,
@@ -365,6 +366,7 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
             write_pause_p50_s=round(_percentile(held, 0.5), 4),
             write_pause_max_s=round(max(held, default=0.0), 4),
             fence_hold_s=round(fence_hold, 4),
+            switches=switches,
             lag_at_stage_s=lags,
             reconcile=reconcile,
             chaos=options.chaos,

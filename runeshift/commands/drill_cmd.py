@@ -65,6 +65,14 @@ def drill(
             ("chaos kills", f"{card.kills} ({card.chaos})"),
             ("rollback from", card.rollback_from or "-"),
             *[
+                (
+                    f"switch {name}",
+                    f"held {w['fence_hold_s']:.3f} s, {w['held_writes']:.0f} writes waited "
+                    f"p50 {w['write_pause_p50_s']:.3f} / max {w['write_pause_max_s']:.3f} s",
+                )
+                for name, w in card.switches.items()
+            ],
+            *[
                 (f"lag at {stage} s", "-" if v is None else f"{v:.3f}")
                 for stage, v in card.lag_at_stage_s.items()
             ],

@@ -44,6 +44,8 @@ def test_drill_at_moderate_load_with_a_killed_service_passes_every_bound():
         assert card["acknowledged_writes"] > 0 and card["requests"] > 100
         assert card["reconcile"] == "clean"
         assert set(card["lag_at_stage_s"]) >= {"verified", "reads_on_rune", "complete"}
+        assert list(card["switches"]) == ["to_rune"]
+        assert 0 < card["switches"]["to_rune"]["fence_hold_s"] == card["fence_hold_s"]
     finally:
         Sandbox(home).down()
         shutil.rmtree(home, ignore_errors=True)
