@@ -72,18 +72,23 @@ class BinlogTransaction:
     from_reverse_writer: bool = False
 
 
-def binlog_files(url: str) -> list[str]:
-    """The binlog files the server still has (``SHOW BINARY LOGS``)."""
+def _server_connection(url: str) -> Any:
+    """A plain connection to the server of ``url`` (no database selected)."""
     import pymysql
 
     target = parse_mysql_url(url)
-    conn = pymysql.connect(
+    return pymysql.connect(
         host=target.host,
         port=target.port,
         user=target.user,
         password=target.password,
         connect_timeout=10,
     )
+
+
+def binlog_files(url: str) -> list[str]:
+    """The binlog files the server still has (``SHOW BINARY LOGS``)."""
+    conn = _server_connection(url)
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW BINARY LOGS")
@@ -336,16 +341,7 @@ class BinlogReader:
 
 def _gtid_at(url: str, position: BinlogPosition) -> str:
     """MariaDB's GTID state at a binlog file:offset (``''`` before the first GTID)."""
-    import pymysql
-
-    target = parse_mysql_url(url)
-    conn = pymysql.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        connect_timeout=10,
-    )
+    conn = _server_connection(url)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (position.file, position.position))

@@ -3,12 +3,9 @@ HAProxy and the catch-up follower running in a thread. Everything is real."""
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +20,9 @@ from runeshift.sample.legacy_world import generate_legacy_world
 from runeshift.settings import Settings
 from runeshift.sync import SyncOptions, run_sync
 from services.world import ServiceWorld
+from tests.services.service_http import call
 
 FORUMS, REPO, LEDGER = "co_forums", "co_repo", "co_standin"
-
-
-def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}"), dict(exc.headers)
 
 
 @dataclass

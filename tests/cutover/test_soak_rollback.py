@@ -15,7 +15,8 @@ from runeshift.archive import verify_archive
 from runeshift.connections import mysql_connect
 from runeshift.reverse_sync import reverse_status
 from services.proxy.runtime_client import Routes
-from tests.cutover.conftest import CutoverWorld, Traffic, call
+from tests.cutover.conftest import CutoverWorld, Traffic
+from tests.services.service_http import call
 
 # The in-process reconciliations (the 'verified' gate, verify_reverse) leave psycopg
 # connections to the garbage collector; they surface as ResourceWarnings in a later test.
