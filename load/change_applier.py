@@ -16,14 +16,16 @@ all of them. The applier re-derives those from the live source (:mod:`extract.bi
   other targets whose reference to it was an orphan (quarantined) or was set to NULL;
 - a primary row that goes (delete, newly quarantined or excluded) first re-derives its
   dependants (they become orphans: removed and quarantined, or their reference is NULLed),
-  then is deleted; its contributing rows become orphans in quarantine;
+  then is deleted; its contributing rows become orphans in quarantine; if rows the source
+  does not feed (a Shopify order) still reference it, it is kept, quarantined as
+  ``delete_blocked``, and given its dedup rules' loser values so it contends for nothing;
 - a key change (UPDATE of the primary key) is a delete of the old key and an upsert of the new;
 - a contributing row that goes resets its columns to the column default, as if never set;
 - a change that touches a contested dedup value (old or new) recomputes the winner of
   each touched group from the source and rewrites the group, losers first so the target's
   unique index never sees two winners;
 - a row the target rejects (unique/check violation, often a transient state of the replay)
-  is quarantined and retried once at the end of the batch from the current source row.
+  is quarantined and retried from the current source row after 1, 2, 4 .. 64 batches.
 
 Re-reads can be newer than the stream position; later events for the same rows are still
 in the stream, so the target converges (see :mod:`extract.binlog_source_lookup`).
@@ -437,6 +439,26 @@ class ChangeApplier:
                 )
         return kept
 
+    def _retire(self, target: TargetMapping, feed: Feed, images: Sequence[RawRow]) -> None:
+        """Give rows kept after a blocked delete every dedup rule's loser values.
+
+        The source row is gone, so the kept row no longer contends for a contested value:
+        an account kept only for its Shopify orders must not hold the login for an email
+        a living member now has (that member's row would be rejected by the unique index
+        on every retry).
+        """
+        batch = self._decoder(feed).batch(images)
+        keys = frozenset(source_key_array(batch, feed.key).to_pylist())
+        mapped = map_batch(
+            target,
+            feed,
+            batch,
+            references=self.refs,
+            dedup_losers={rule.rule: keys for rule in feed.dedup},
+        )
+        columns = ["id", *dict.fromkeys(c for rule in feed.dedup for c, _ in rule.loser_set)]
+        copy_writer.update_columns(self.conn, target.table, mapped.rows.select(columns))
+
     def _apply_primary(
         self,
         target: TargetMapping,
@@ -478,6 +500,9 @@ class ChangeApplier:
             self._purge_stale_dependants(target.table, gone, stats)
             kept = self._delete_rows(target.table, kind, gone)
             stats.deleted += len(gone) - len(kept)
+            if kept and feed.dedup:
+                images = dict(zip(leaving_keys, leaving_rows, strict=True))
+                self._retire(target, feed, [images[gone_keys[gone.index(i)]] for i in kept])
             for row_id, reason in kept.items():
                 blocked = gone_keys[gone.index(row_id)]
                 blocked_keys.add(blocked)

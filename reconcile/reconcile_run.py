@@ -212,7 +212,13 @@ class _TableCompare:
         for k in self.diff.missing:
             if k not in rejected:
                 diffs.append(RowDifference(table.table, k, "missing", note="not in the target"))
+        # A source delete the target could not carry out (Shopify orders still reference
+        # the account) keeps the row, quarantined as delete_blocked: accounted, not extra.
+        kept = _target_quarantined(self.conn, self.plan, self.diff.extra, rule="delete_blocked")
+        self.result.kept_after_source_delete = len(kept)
         for k in self.diff.extra:
+            if k in kept:
+                continue
             note = self.skipped_keys.get(k, "no such source row")
             diffs.append(RowDifference(table.table, k, "extra", note=note))
         target_rows = target_side.canonical_rows(self.conn, table, self.diff.changed)
@@ -235,14 +241,23 @@ def _chain(first: SourceChunk, rest: Iterable[SourceChunk]) -> Iterable[SourceCh
 
 
 def _target_quarantined(
-    conn: psycopg.Connection[Any], plan: _Plan, keys: Sequence[int]
+    conn: psycopg.Connection[Any], plan: _Plan, keys: Sequence[int], *, rule: str | None = None
 ) -> set[int]:
+    """Those of ``keys`` with an open quarantine entry for this target (of ``rule``, if given)."""
     if not keys:
         return set()
     rows = conn.execute(
         "SELECT source_key FROM runeshift.quarantine WHERE source = %s AND source_table = %s "
-        "AND target_table = %s AND resolved_at IS NULL AND source_key = ANY(%s)",
-        (plan.primary.source, plan.primary.table, plan.target.table, [str(k) for k in keys]),
+        "AND target_table = %s AND resolved_at IS NULL AND source_key = ANY(%s) "
+        "AND (%s::text IS NULL OR rule = %s::text)",
+        (
+            plan.primary.source,
+            plan.primary.table,
+            plan.target.table,
+            [str(k) for k in keys],
+            rule,
+            rule,
+        ),
     ).fetchall()
     conn.rollback()
     return {int(r[0]) for r in rows}

@@ -58,7 +58,7 @@ def render_html(report: ReconcileReport) -> str:
             r.count("extra"),
             r.count("changed"),
             sum(r.excluded.values()),
-            r.quarantined_by_mapping + r.quarantined_by_target,
+            r.quarantined,
             r.settled,
         ]
         out.append(

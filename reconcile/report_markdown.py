@@ -31,7 +31,7 @@ def render_markdown(report: ReconcileReport) -> str:
         lines.append(
             f"| {r.target} | {r.source_rows} | {r.expected_rows} | {r.target_rows} | {r.matched} | "
             f"{r.count('missing')} | {r.count('extra')} | {r.count('changed')} | "
-            f"{sum(r.excluded.values())} | {r.quarantined_by_mapping + r.quarantined_by_target} |"
+            f"{sum(r.excluded.values())} | {r.quarantined} |"
         )
     diffs = [d for r in report.tables for d in r.differences]
     if diffs:

@@ -57,6 +57,7 @@ class TableResult:
     excluded: Counter[str] = field(default_factory=Counter)
     quarantined_by_mapping: int = 0
     quarantined_by_target: int = 0
+    kept_after_source_delete: int = 0
     target_rows_without_source_key: int = 0
     chunks: int = 0
     chunks_differing: int = 0
@@ -64,6 +65,13 @@ class TableResult:
     sampled: bool = False
     seconds: float = 0.0
     differences: list[RowDifference] = field(default_factory=list)
+
+    @property
+    def quarantined(self) -> int:
+        """Rows accounted through runeshift.quarantine (mapping, target rejects, kept deletes)."""
+        return (
+            self.quarantined_by_mapping + self.quarantined_by_target + self.kept_after_source_delete
+        )
 
     def count(self, kind: DifferenceKind) -> int:
         return sum(1 for d in self.differences if d.kind == kind)
@@ -92,6 +100,7 @@ class TableResult:
                 "excluded": sum(self.excluded.values()),
                 "quarantined_by_mapping": self.quarantined_by_mapping,
                 "quarantined_by_target": self.quarantined_by_target,
+                "kept_after_source_delete": self.kept_after_source_delete,
                 "target_rows_without_source_key": self.target_rows_without_source_key,
                 "missing": self.count("missing"),
                 "extra": self.count("extra"),
