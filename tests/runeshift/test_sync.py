@@ -109,7 +109,16 @@ def catch_up(settings: Settings, **kw) -> dict:
 def assert_equals_fresh_backfill(world, target, pg_server_url, tmp_path):
     reference = fresh_target(pg_server_url, "ref")
     run_backfill(settings_for(world, reference, tmp_path / "ref-staging"))
-    assert differences(target, reference) == {}
+    found = differences(target, reference)
+    if found:
+        with psycopg.connect(target) as conn:  # what the follower left open, for the failure
+            open_rows = conn.execute(
+                "SELECT rule, source_table, source_key, left(reason, 160) FROM runeshift.quarantine "
+                "WHERE resolved_at IS NULL AND rule <> 'orphan' ORDER BY 2, 3"
+            ).fetchall()
+        raise AssertionError(
+            f"target differs from a fresh backfill: {found}; open quarantine: {open_rows}"
+        )
     assert fingerprint(target) == fingerprint(reference)
 
 
