@@ -7,7 +7,9 @@ differing chunks are narrowed to keys. Missing rows the target rejected (in
 ``runeshift.quarantine``) are accounted, not reported. Differences then go
 through the settle window (re-checked once the follower has passed a new
 snapshot), the quality suites run over the target, and the run is recorded in
-``runeshift.runs`` like every command.
+``runeshift.runs`` like every command. With ``ReconcileOptions.keys`` only the listed source
+keys are compared (a rollback's verification under held writes, bounded by the rows that
+changed rather than by the table).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import math
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +68,8 @@ class ReconcileOptions:
     settle_rounds: int = 3
     chunk_rows: int | None = None
     quality: bool = True
+    # Per target table, the only source keys to compare; a table without any compares nothing.
+    keys: Mapping[str, Sequence[int]] | None = None
 
 
 @dataclass
@@ -203,6 +207,14 @@ class _TableCompare:
             )
             self._account(chunk, tk, td)
 
+    def keyed(self, keys: Sequence[int]) -> None:
+        """Only these source keys, read as the settle window's recheck reads them."""
+        if not keys:
+            return
+        chunk = self.source.rows_for_keys(keys)
+        tk, td = target_side.digests_for_keys(self.conn, self.plan.table, keys)
+        self._account(chunk, tk, td)
+
     def classify(self) -> None:
         """Turn key lists into reported differences; target rejects are accounted."""
         table = self.plan.table
@@ -339,7 +351,11 @@ def run_reconcile(
     mappings: MappingSet | None = None,
     progress: ReconcileProgress | None = None,
 ) -> ReconcileReport:
-    """Compare every mapped table (or those named) with the source read through the mapping."""
+    """Compare every mapped table (or those named) with the source read through the mapping.
+
+    With ``options.keys`` each table compares only its listed source keys (dedup is still
+    planned over the whole table); ``expected_rows`` then counts the listed keys the source has.
+    """
     options = options or ReconcileOptions()
     if options.sample is not None and not 0 < options.sample <= 1:
         raise ConfigError(f"--sample must be a fraction in (0, 1], got {options.sample}")
@@ -369,6 +385,8 @@ def _run(
         "fail_on": options.thresholds.as_dict(),
         "settle_timeout": options.settle_timeout,
     }
+    if options.keys is not None:
+        args["keys"] = {t: len(k) for t, k in options.keys.items()}
     run_id = control_store.start_run(conn, "reconcile", args, mappings.checksum)
     conn.commit()
     lsn_start = target_side.server_lsn(conn)
@@ -400,14 +418,21 @@ def _run(
                 references,
                 chunk_rows=options.chunk_rows,
             )
-            contributed = [(n, k) for n, k in plan.table.columns if n not in source.primary_columns]
-            source.contributed_defaults = target_side.canonical_defaults(
-                conn, plan.target.table, contributed
-            )
-            conn.rollback()
-            source.prepare()
+            keys = None if options.keys is None else options.keys.get(plan.target.table, ())
+            # A table with no key to compare is not planned: the dedup plan reads it whole.
+            if keys is None or keys:
+                contributed = [
+                    (n, k) for n, k in plan.table.columns if n not in source.primary_columns
+                ]
+                source.contributed_defaults = target_side.canonical_defaults(
+                    conn, plan.target.table, contributed
+                )
+                conn.rollback()
+                source.prepare()
             compare = _TableCompare(plan, source, conn, side_conn)
-            if options.sample is not None:
+            if keys is not None:
+                compare.keyed(keys)
+            elif options.sample is not None:
                 compare.sampled(options.sample, options.chunk_rows or 2000)
             else:
                 compare.full()

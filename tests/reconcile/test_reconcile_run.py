@@ -207,6 +207,34 @@ def test_planted_differences_of_every_kind_are_found_and_nothing_else(world, tar
         assert SECRET_CANARY not in text
 
 
+def test_keyed_reconcile_compares_only_the_given_keys(world, target, tmp_path):
+    lic = _column(target, "SELECT legacy_license_id FROM rune.licenses ORDER BY 1 LIMIT 4")
+    for key in (lic[0], lic[1]):
+        _pg(
+            target,
+            (
+                "UPDATE rune.licenses SET price_paid_minor = price_paid_minor + 1 "
+                "WHERE legacy_license_id = %s",
+                (key,),
+            ),
+        )
+    settings = _settings(world, target, tmp_path)
+    named = [lic[0], lic[2], lic[3]]  # one damaged row, two intact; lic[1] is not named
+    report = run_reconcile(
+        settings, ReconcileOptions(keys={"rune.licenses": named}, quality=False, settle_rounds=0)
+    )
+    found = [(d.table, d.source_key, d.kind) for t in report.tables for d in t.differences]
+    assert found == [("rune.licenses", lic[0], "changed")]
+    by = {t.target: t for t in report.tables}
+    assert by["rune.licenses"].expected_rows == by["rune.licenses"].target_rows == len(named)
+    assert by["rune.licenses"].matched == len(named) - 1
+    assert all(t.expected_rows == 0 for name, t in by.items() if name != "rune.licenses")
+    assert report.provenance.arguments["keys"] == {"rune.licenses": len(named)}
+    nothing = run_reconcile(settings, ReconcileOptions(keys={}, quality=False, settle_rounds=0))
+    assert nothing.status == "clean"
+    assert all(t.expected_rows == t.target_rows == t.chunks == 0 for t in nothing.tables)
+
+
 def test_cli_exit_codes_fail_on_and_sample(world, target, tmp_path):
     env = {
         **os.environ,
