@@ -331,6 +331,12 @@ class _Applier:
         self.inverses = inverses
         self.reader = reader
         self.resolve = resolve
+        self.touched: dict[str, set[int]] = {}
+
+    def take_touched(self) -> dict[str, set[int]]:
+        """Per Rune table, the legacy keys of the changes applied since the last call."""
+        touched, self.touched = self.touched, {}
+        return touched
 
     def feeds(self, table: str) -> list[InverseFeed]:
         inv = self.inverses.get(table)
@@ -368,6 +374,12 @@ class _Applier:
         key_cols = [k for k, _ in inv.key]
         old = self._rows(inv, change, change.old) if change.old is not None else None
         new = self._rows(inv, change, change.new) if change.new is not None else None
+        # Applied, refused or quarantined below: the row's legacy key is one a rollback's
+        # held verification must look at (single-column integer keys, as every feed has).
+        for result in (old, new):
+            key = result.keys[0] if result is not None else None
+            if key is not None and len(key) == 1 and isinstance(key[0], int):
+                self.touched.setdefault(change.table, set()).add(key[0])
         for result, row in ((old, change.old), (new, change.new)):
             if result is not None and result.rows[0] is None:
                 if inv.feed.primary or result.keys[0] is not None:
@@ -444,6 +456,7 @@ def run_reverse(
     until: Callable[[], int | None] = lambda: None,
     mappings: MappingSet | None = None,
     on_batch: Callable[[ReverseResult], None] | None = None,
+    on_touched: Callable[[str, Sequence[int]], None] | None = None,
 ) -> ReverseResult:
     """Follow the slot and apply Rune's changes to legacy until ``stop()`` (then drain).
 
@@ -451,7 +464,8 @@ def run_reverse(
     that is the drain of a rollback (writes are held, so nothing new arrives). With an
     upper LSN (``options.until_lsn``, or ``until()`` once it returns one) it applies
     nothing committed after it and returns once everything up to it is applied: the end
-    of the stream at ``complete``.
+    of the stream at ``complete``. ``on_touched(rune_table, legacy_keys)`` is told the
+    keys of every change applied or quarantined, once legacy has committed them.
     """
     options = options or ReverseOptions()
     mappings = mappings or load_mappings()
@@ -526,6 +540,10 @@ def run_reverse(
                     applier.writer.rollback()
                     raise
                 positions[id(applier)] = end
+                touched = applier.take_touched()
+                if on_touched is not None:
+                    for table, keys in touched.items():
+                        on_touched(table, sorted(keys))
                 counts.transactions += batch.transactions
                 counts.changes += batch.changes
                 counts.echo += batch.echo
@@ -626,6 +644,8 @@ class ReverseFollower:
     ``start()`` begins following; ``lag_seconds`` is the age of the oldest Rune
     transaction not yet applied (0 when caught up); ``drain()`` returns once everything
     committed so far is applied (call it with writes held); ``stop()`` drains and ends.
+    ``track()`` starts recording the legacy keys of the rows it writes, which
+    ``touched()`` returns: a rollback verifies those under held writes, not whole tables.
     """
 
     def __init__(self, settings: Settings, options: ReverseOptions | None = None) -> None:
@@ -637,6 +657,8 @@ class ReverseFollower:
         self._last: ReverseResult | None = None
         self.result: ReverseResult | None = None
         self.error: BaseException | None = None
+        self._touched: dict[str, set[int]] | None = None  # None: not tracking
+        self._touched_lock = threading.Lock()
 
     def start(self) -> None:
         def run() -> None:
@@ -647,6 +669,7 @@ class ReverseFollower:
                     stop=self._stop.is_set,
                     until=lambda: self._until,
                     on_batch=self._seen,
+                    on_touched=self._touch,
                 )
             except BaseException as exc:  # reported through .error / stop()
                 self.error = exc
@@ -656,6 +679,21 @@ class ReverseFollower:
 
     def _seen(self, result: ReverseResult) -> None:
         self._last = result
+
+    def _touch(self, table: str, keys: Sequence[int]) -> None:
+        with self._touched_lock:
+            if self._touched is not None:
+                self._touched.setdefault(table, set()).update(keys)
+
+    def track(self) -> None:
+        """Record, from now on, the legacy keys of every change committed to legacy."""
+        with self._touched_lock:
+            self._touched = {}
+
+    def touched(self) -> dict[str, set[int]]:
+        """Per Rune table, the legacy keys committed since :meth:`track` (a copy)."""
+        with self._touched_lock:
+            return {t: set(k) for t, k in (self._touched or {}).items()}
 
     @property
     def running(self) -> bool:
@@ -790,6 +828,7 @@ def verify_reverse(
     *,
     mappings: MappingSet | None = None,
     accept: Sequence[QuarantineRule] = (),
+    keys: Mapping[str, Sequence[int]] | None = None,
 ) -> ReverseVerification:
     """Reconcile in the reverse direction: legacy (through the mappings) vs Rune.
 
@@ -798,6 +837,11 @@ def verify_reverse(
     side counts it as missing), so every quarantined row of the current stream is listed
     and fails verification unless a rule in ``accept`` names it, and Rune rows of the
     reversible tables without a legacy key are counted as failures too.
+
+    With ``keys`` (per Rune table, legacy keys) the reconcile compares only those rows:
+    the rollback from soak verifies in full before holding writes, then under the hold
+    only the rows the reverse follower wrote since and those the full pass found
+    differing. The quarantine and missing-key checks always cover everything.
     """
     from reconcile.reconcile_run import ReconcileOptions, run_reconcile
 
@@ -806,7 +850,9 @@ def verify_reverse(
     tables = tuple(i.table for i in inverses)
     report = run_reconcile(
         settings,
-        ReconcileOptions(tables=tables, settle_rounds=0, settle_timeout=0.0, quality=False),
+        ReconcileOptions(
+            tables=tables, settle_rounds=0, settle_timeout=0.0, quality=False, keys=keys
+        ),
         mappings=mappings,
     )
     quarantined: list[dict[str, Any]] = []

@@ -1,7 +1,9 @@
 """Issue 8: a cutover under traffic to ``soak`` (reverse replication running), then a
 rollback from soak: no failed request, every acknowledged write present in legacy at the
-end, and both routes back on legacy. Then a second cutover that soaks and completes: the
-reverse stream stops, legacy is archived, and rolling back is refused."""
+end, and both routes back on legacy; under held writes only the rows the soak changed are
+verified, yet a difference in a row it did not touch still fails the rollback. Then a
+cutover that soaks and completes: the reverse stream stops, legacy is archived, and rolling
+back is refused."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import psycopg
 import pytest
 
 from cutover.cutover_plan import PlanOptions, create_plan, open_runner
+from cutover.soak import running_follower
 from runeshift.archive import verify_archive
 from runeshift.connections import mysql_connect
+from runeshift.errors import FatalError
 from runeshift.reverse_sync import reverse_status
 from services.proxy.runtime_client import Routes
 from tests.cutover.conftest import CutoverWorld, Traffic
@@ -90,6 +94,10 @@ def test_rollback_from_soak_under_traffic_loses_and_fails_nothing(
             verified = next(s for s in back.steps if s.step == "start_reverse_follower")
             assert verified.detail["verified"] in ("clean", "within_tolerance")
             assert verified.detail["totals"]["quarantined"] == 0
+            # Verified in full while writes flowed; under the hold only the rows written since.
+            assert verified.detail["via"] == "follower"
+            assert verified.detail["pre_verified"]["seconds"] > 0
+            assert verified.detail["verified_keys"].get("rune.licenses", 0) >= 1
         finally:
             runner.journal.close()
         traffic._stop.wait(2.0)  # writes after the rollback land on legacy again
@@ -108,6 +116,62 @@ def test_rollback_from_soak_under_traffic_loses_and_fails_nothing(
         f"({by_rune} were served by Rune): {missing[:3]}"
     )
     # and the catch-up brought the writes legacy took after the rollback to Rune
+    assert cw.lost_writes(traffic.acknowledged) == []
+
+
+def _flip_refunded(cw: CutoverWorld, legacy_id: int) -> None:
+    """Change a legacy license behind every follower's back: outside the binlog, so the
+    catch-up does not carry it to Rune (updated_at kept, or restoring would not undo it)."""
+    conn = mysql_connect(cw.settings.repo_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")
+            cur.execute(
+                "UPDATE licenses SET refunded = 1 - refunded, updated_at = updated_at WHERE id = %s",
+                (legacy_id,),
+            )
+            assert cur.rowcount == 1
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_rollback_from_soak_fails_on_a_difference_in_a_row_the_soak_did_not_touch(
+    cutover_world: CutoverWorld,
+) -> None:
+    cw = cutover_world
+    cw.reset_routes()
+    with psycopg.connect(cw.settings.postgres_url, autocommit=True) as pg:
+        row = pg.execute("SELECT min(legacy_license_id) FROM rune.licenses").fetchone()
+    untouched = int(row[0])  # traffic only creates licenses
+    plan_id = create_plan(cw.settings, f"soakd-{uuid.uuid4().hex[:6]}", OPTIONS)
+    traffic = Traffic(cw.world.proxy_url, cw.pairs, rate=20).start()
+    try:
+        runner = open_runner(cw.settings, plan_id, services_dir=cw.services_dir)
+        try:
+            result = runner.advance("soak")
+            assert result.ok, [g.message for g in result.failed_gates]
+            traffic._stop.wait(1.0)
+            _flip_refunded(cw, untouched)
+            with pytest.raises(FatalError, match="legacy differs from Rune"):
+                runner.rollback()
+            assert runner.journal.stage() == "soak"
+            assert cw.world.proxy.current_routes() == Routes("rune", "rune")
+            assert cw.world.rune_fence.status().writes == "open"
+            assert running_follower(cw.settings) is not None  # Rune's writes still flow back
+            traffic._stop.wait(1.0)
+            _flip_refunded(cw, untouched)  # restored: now the rollback succeeds
+            back = runner.rollback()
+            assert back.ok, back.refused
+        finally:
+            runner.journal.close()
+        traffic._stop.wait(1.0)
+    finally:
+        traffic.stop()
+    assert cw.world.proxy.current_routes() == Routes("legacy", "legacy")
+    assert cw.world.legacy_fence.status().writes == "open"
+    assert not traffic.failed, traffic.failed[:3]
+    assert _missing_in_legacy(cw, traffic.acknowledged) == []
     assert cw.lost_writes(traffic.acknowledged) == []
 
 
