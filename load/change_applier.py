@@ -537,6 +537,10 @@ class ChangeApplier:
                 target_table=target.table,
             )
         landed = sorted(good - set(rejected_keys))
+        waiting = self._retry.get(fid)
+        if waiting:  # landed since it was rejected: a retry would only write it again
+            for k in landed:
+                waiting.pop(keys_of[k], None)
         settled = landed + [_key_text(k) for k in deletes if _key_text(k) not in blocked_keys]
         if settled:
             control_store.resolve_quarantine(
@@ -800,6 +804,13 @@ class ChangeApplier:
             return
         members = {k for v in groups for k in index.members.get(v, ())}
         current = self._reread(feed, [tuple(k.encode() for k in m.split("|")) for m in members])
+        # The batch's own images win over the re-read: MariaDB writes a transaction to the
+        # binlog before InnoDB shows it to other sessions, so the re-read can still hold a
+        # row as it was before this very batch (a member leaving the group, seen still in
+        # it, beat the member who should now win, and no later event came to correct it).
+        current.update((k, row) for k, row in upserts.items() if _key_text(k) in members)
+        for k in deletes:
+            current.pop(k, None)
         if current:
             decoder = self._decoder(feed)
             table = pa.Table.from_batches([decoder.batch(list(current.values()))])
