@@ -114,6 +114,7 @@ def reconcile(
                 r.count("missing"),
                 r.count("extra"),
                 r.count("changed"),
+                r.quarantined,
             )
             for r in report.tables
         ]
@@ -128,6 +129,7 @@ def reconcile(
                     "missing",
                     "extra",
                     "changed",
+                    "quarantined",
                 ],
                 rows,
             )
