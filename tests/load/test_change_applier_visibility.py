@@ -17,9 +17,8 @@ import psycopg
 from extract.binlog_row_decoder import RowDecoder
 from extract.binlog_source_lookup import SourceLookup
 from load.change_applier import ChangeApplier, FeedChanges
-from runeshift.backfill import run_backfill
 from runeshift.connections import mysql_connect
-from tests.runeshift.test_sync import catch_up, fresh_target, fresh_world, settings_for
+from tests.runeshift.test_sync import backfilled, catch_up
 from transform.mapping_loader import load_mappings
 
 
@@ -36,10 +35,7 @@ def _logins(target: str, *members: int) -> dict[int, tuple[str, bool]]:
 def test_a_member_leaving_a_contested_email_in_an_uncommitted_transaction(
     mysql_url, pg_server_url, tmp_path
 ):
-    world = fresh_world(mysql_url, scale=0.1, seed=17)
-    target = fresh_target(pg_server_url)
-    settings = settings_for(world, target, tmp_path / "staging")
-    run_backfill(settings)
+    world, target, settings = backfilled(mysql_url, pg_server_url, tmp_path, seed=17)
     forums = mysql_connect(world["forums_url"])
     with forums.cursor() as cur:
         cur.execute("SELECT member_id FROM core_members ORDER BY member_id LIMIT 3")

@@ -98,6 +98,17 @@ def differences(pg_a: str, pg_b: str) -> dict[str, list]:
     return found
 
 
+def backfilled(
+    mysql_url: str, pg_server_url: str, tmp_path: Path, *, seed: int, scale: float = 0.1
+) -> tuple[dict[str, str], str, Settings]:
+    """A fresh legacy world, backfilled into a fresh target: (world, target URL, settings)."""
+    world = fresh_world(mysql_url, scale=scale, seed=seed)
+    target = fresh_target(pg_server_url)
+    settings = settings_for(world, target, tmp_path / "staging")
+    run_backfill(settings)
+    return world, target, settings
+
+
 def catch_up(settings: Settings, **kw) -> dict:
     result = run_sync(
         settings, options=SyncOptions(until_caught_up=True, timeout_seconds=120, **kw)

@@ -7,9 +7,8 @@ import uuid
 import psycopg
 
 from reconcile.reconcile_run import ReconcileOptions, run_reconcile
-from runeshift.backfill import run_backfill
 from runeshift.connections import mysql_connect
-from tests.runeshift.test_sync import catch_up, fresh_target, fresh_world, settings_for
+from tests.runeshift.test_sync import backfilled, catch_up
 from transform.identity_keys import uuid_for
 
 
@@ -26,10 +25,7 @@ def _order_for(target: str, account: str) -> None:
 def test_member_with_a_store_order_is_kept_when_deleted_in_legacy(
     mysql_url, pg_server_url, tmp_path
 ):
-    world = fresh_world(mysql_url, scale=0.1, seed=11)
-    target = fresh_target(pg_server_url)
-    settings = settings_for(world, target, tmp_path / "staging")
-    run_backfill(settings)
+    world, target, settings = backfilled(mysql_url, pg_server_url, tmp_path, seed=11)
     conn = mysql_connect(world["forums_url"])
     with conn.cursor() as cur:
         cur.execute("SELECT member_id FROM core_members ORDER BY member_id LIMIT 2")
@@ -77,10 +73,7 @@ def test_a_kept_account_gives_up_its_login_and_reconcile_accounts_for_it(
     it; while the kept row held the login, that member's row was rejected by the unique
     index on every retry. Reconcile counts the kept row as accounted, not as extra.
     """
-    world = fresh_world(mysql_url, scale=0.1, seed=11)
-    target = fresh_target(pg_server_url)
-    settings = settings_for(world, target, tmp_path / "staging")
-    run_backfill(settings)
+    world, target, settings = backfilled(mysql_url, pg_server_url, tmp_path, seed=11)
     conn = mysql_connect(world["forums_url"])
     with conn.cursor() as cur:
         cur.execute(

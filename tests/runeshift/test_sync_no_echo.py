@@ -5,18 +5,14 @@ from __future__ import annotations
 import psycopg
 
 from load.legacy_writer import _DDL as STATE_DDL
-from runeshift.backfill import run_backfill
 from runeshift.connections import mysql_connect
-from tests.runeshift.test_sync import catch_up, fresh_target, fresh_world, settings_for
+from tests.runeshift.test_sync import backfilled, catch_up
 
 
 def test_transactions_of_the_reverse_writer_are_not_applied_forward(
     mysql_url, pg_server_url, tmp_path
 ):
-    world = fresh_world(mysql_url, scale=0.1, seed=12)
-    target = fresh_target(pg_server_url)
-    settings = settings_for(world, target, tmp_path / "staging")
-    run_backfill(settings)
+    world, target, settings = backfilled(mysql_url, pg_server_url, tmp_path, seed=12)
     conn = mysql_connect(world["forums_url"], autocommit=False)
     with conn.cursor() as cur:
         cur.execute("SELECT member_id FROM core_members ORDER BY member_id LIMIT 2")
