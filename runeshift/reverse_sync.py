@@ -457,6 +457,7 @@ def run_reverse(
     mappings: MappingSet | None = None,
     on_batch: Callable[[ReverseResult], None] | None = None,
     on_touched: Callable[[str, Sequence[int]], None] | None = None,
+    wait: Callable[[float], object] = time.sleep,
 ) -> ReverseResult:
     """Follow the slot and apply Rune's changes to legacy until ``stop()`` (then drain).
 
@@ -466,6 +467,7 @@ def run_reverse(
     nothing committed after it and returns once everything up to it is applied: the end
     of the stream at ``complete``. ``on_touched(rune_table, legacy_keys)`` is told the
     keys of every change applied or quarantined, once legacy has committed them.
+    ``wait(seconds)`` idles between polls (a follower's wakes when it is told to stop).
     """
     options = options or ReverseOptions()
     mappings = mappings or load_mappings()
@@ -513,7 +515,7 @@ def run_reverse(
                     break
                 if options.timeout_seconds and time.monotonic() - started > options.timeout_seconds:
                     break
-                time.sleep(options.poll_seconds)
+                wait(options.poll_seconds)
                 continue
             caught_up = False
             lag = max(0.0, (datetime.now(UTC) - pending[0].commit_time).total_seconds())
@@ -670,6 +672,8 @@ class ReverseFollower:
                     until=lambda: self._until,
                     on_batch=self._seen,
                     on_touched=self._touch,
+                    # A stop during a rollback is waited for with writes held.
+                    wait=self._stop.wait,
                 )
             except BaseException as exc:  # reported through .error / stop()
                 self.error = exc
