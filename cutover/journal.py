@@ -209,7 +209,12 @@ class CutoverJournal:
         return [JournalEntry(int(r[0]), r[1], r[2], r[3], r[4], dict(r[5]), r[6]) for r in rows]
 
     def applied_steps(self) -> list[tuple[str, str]]:
-        """(stage, step) of every step currently applied, in the order they were first applied."""
+        """(stage, step) of every step currently applied, in the order they were first applied.
+
+        A reversal that did not finish (started, or failed) leaves its step applied: the
+        step's own failure path restored it (a rollback from soak that fails verification
+        resumes the soak), so the next rollback must reverse it again, verification included.
+        """
         latest: dict[tuple[str, str], JournalEntry] = {}
         first: dict[tuple[str, str], int] = {}
         for entry in self.entries():
@@ -224,7 +229,8 @@ class CutoverJournal:
         applied = [
             key
             for key, entry in latest.items()
-            if entry.action == "apply" and entry.status in ("started", "done")
+            if (entry.action == "apply" and entry.status in ("started", "done"))
+            or (entry.action == "reverse" and entry.status != "done" and key in first)
         ]
         return sorted(applied, key=lambda key: first[key])
 

@@ -163,6 +163,9 @@ def test_rollback_from_soak_fails_on_a_difference_in_a_row_the_soak_did_not_touc
             _flip_refunded(cw, untouched)  # restored: now the rollback succeeds
             back = runner.rollback()
             assert back.ok, back.refused
+            # and it verified again: the failed reversal left the step applied
+            verified = next(s for s in back.steps if s.step == "start_reverse_follower")
+            assert verified.detail["verified"] in ("clean", "within_tolerance")
         finally:
             runner.journal.close()
         traffic._stop.wait(1.0)
