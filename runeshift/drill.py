@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -336,7 +337,12 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
                 if e.step == "hold_writes" and e.action == "reverse" and e.status == "done"
             ]
             if back_hold and back_open:
-                windows["back_to_legacy"] = (back_hold[0].at, back_open[-1].at)
+                # The rollback verifies in full before it holds anything; the hold began
+                # held_s before the step finished.
+                last = back_hold[-1]
+                held_s = last.detail.get("held_s") if last.status == "done" else None
+                start = last.at - timedelta(seconds=held_s) if held_s else back_hold[0].at
+                windows["back_to_legacy"] = (start, back_open[-1].at)
         switches: dict[str, dict[str, float]] = {}
         held: list[float] = []
         for switch, (a, b) in windows.items():
