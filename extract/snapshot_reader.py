@@ -165,25 +165,54 @@ class SnapshotReader:
                 rows = cur.fetchall()
                 if not rows:
                     return
-                transposed = list(zip(*rows, strict=True))
                 last_row = rows[-1]
                 n_rows = len(rows)
+                batch = _to_batch(rows, wanted)
                 del rows  # the Python tuples cost more memory than the Arrow arrays
-                arrays = [column_to_arrow(col, transposed[i]) for i, col in enumerate(wanted)]
-                batch = pa.RecordBatch.from_arrays(arrays, names=[c.name for c in wanted])
                 last = tuple(_key_value(last_row[i], key_cols[n]) for n, i in enumerate(key_index))
-                del transposed
                 yield Chunk(batch, last)
                 if n_rows < limit:
                     return
         finally:
             cur.close()
 
+    def rows_with_keys(
+        self, table: SourceTable, columns: Sequence[SourceColumn], keys: Sequence[Any]
+    ) -> pa.RecordBatch | None:
+        """The rows of ``table`` (single-column key) whose key is in ``keys``, in key order."""
+        if len(table.primary_key) != 1:
+            raise FatalError(
+                f"{self.database}.{table.name}: reading by key needs a single-column primary key"
+            )
+        key = table.column(table.primary_key[0])
+        wanted = list(columns) if key in columns else [*columns, key]
+        wanted_keys = sorted(set(keys))
+        rows: list[tuple[Any, ...]] = []
+        cur = self._conn.cursor()
+        try:
+            for start in range(0, len(wanted_keys), 1000):
+                part = wanted_keys[start : start + 1000]
+                cur.execute(
+                    f"SELECT {select_list(wanted)} FROM `{table.name}` "
+                    f"WHERE `{key.name}` IN ({', '.join(['%s'] * len(part))}) ORDER BY `{key.name}`",
+                    part,
+                )
+                rows.extend(cur.fetchall())
+        finally:
+            cur.close()
+        return _to_batch(rows, wanted) if rows else None
+
     def close(self) -> None:
         try:
             self._conn.rollback()
         finally:
             self._conn.close()
+
+
+def _to_batch(rows: Sequence[tuple[Any, ...]], columns: Sequence[SourceColumn]) -> pa.RecordBatch:
+    transposed = list(zip(*rows, strict=True))
+    arrays = [column_to_arrow(col, transposed[i]) for i, col in enumerate(columns)]
+    return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in columns])
 
 
 def _key_value(raw: bytes, column: SourceColumn) -> Any:

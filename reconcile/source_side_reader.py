@@ -256,17 +256,7 @@ class MappedSource:
         """The expected rows for exactly these source keys (a settle-window recheck)."""
         reader, columns = self._source(self.primary)
         table = reader.tables[self.primary.table]
-        batches = []
-        for key in sorted(set(keys)):
-            it = reader.chunks(table, columns, after=(key - 1,), chunk_rows=1)  # type: ignore[arg-type]
-            try:
-                chunk = next(it, None)
-            finally:
-                it.close()  # type: ignore[attr-defined]
-            if chunk is not None and int(chunk.last_key[0]) == key:
-                batches.append(chunk.batch)
-        if batches:
-            batch = pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
-        else:
+        batch = reader.rows_with_keys(table, columns, keys)  # type: ignore[arg-type]
+        if batch is None:
             batch = pa.RecordBatch.from_pylist([], schema=self._empty_schema(columns))
         return self._finish(batch, None, None)
