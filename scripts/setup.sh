@@ -28,4 +28,8 @@ fi
 if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check uv
 fi
-uv sync --frozen --quiet
+# Bytecode compiled at install, as pip does by default: with PYTHONDONTWRITEBYTECODE set
+# (this machine sets it) every command otherwise compiles ~1,000 modules first (2.7 s for
+# `runeshift --help`, 0.9 s with bytecode). Edited sources are recompiled in memory.
+uv sync --frozen --quiet --compile-bytecode
+.venv/bin/python -m compileall -q runeshift extract transform load reconcile cutover services >/dev/null
