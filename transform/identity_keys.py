@@ -103,14 +103,19 @@ def uuid_from_key(key: pa.Array, *more_keys: pa.Array, entity: str) -> Transform
     ``uuid_from_key(member_id, entity="member")`` equals ``str(uuid_for("member", id))``.
     Several key arrays make a composite key (``script_id, member_id`` for reviews). The
     name is built vectorised (integers cast to decimal text, joined with ``':'``); only the
-    sha1 runs per row. A null in any key part gives a null id. Empty text parts are allowed
+    sha1 runs per row, once per distinct key when keys repeat. A null in any key part gives a null id. Empty text parts are allowed
     but counted, because ``''`` usually means a missing key.
     """
     keys = (key, *more_keys)
     uuid_for(entity)  # validates the entity name
     parts = [pc.cast(as_array(k), pa.string()) for k in keys]
     names = pc.binary_join_element_wise(entity, *parts, ":")
-    ids = _uuid5_texts(names)
+    distinct = pc.unique(names)
+    if len(distinct) * 4 < len(names) * 3:
+        # A reference (a license's member, its script) repeats its keys: hash each once.
+        ids = pc.take(_uuid5_texts(distinct), pc.index_in(names, value_set=distinct))
+    else:
+        ids = _uuid5_texts(names)
     notes: dict[str, int] = {}
     empty_parts = sum(count_true(pc.equal(p, "")) for p in parts)
     if empty_parts:

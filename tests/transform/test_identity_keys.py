@@ -81,3 +81,13 @@ def test_uuid_from_key_matches_uuid_module_on_many_rows():
     keys = [*range(0, 5000, 7), 2**63 - 1, -3]
     result = get_transform("uuid_from_key").fn(pa.array(keys, pa.int64()), entity="script")
     assert result.values.to_pylist() == [str(uuid_for("script", k)) for k in keys]
+
+
+def test_uuid_from_key_on_repeating_keys_hashes_each_once_and_matches():
+    # A reference column (a license's member) repeats its keys: distinct keys are hashed
+    # once and spread back; nulls stay null wherever they are.
+    keys = [k % 50 if k % 13 else None for k in range(2000)]
+    result = get_transform("uuid_from_key").fn(pa.array(keys, pa.int64()), entity="account")
+    assert result.values.to_pylist() == [
+        None if k is None else str(uuid_for("account", k)) for k in keys
+    ]
