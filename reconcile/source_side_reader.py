@@ -144,7 +144,9 @@ class MappedSource:
             f_reader, f_columns = self._source(feed)
             f_table = f_reader.tables[feed.table]
             for chunk in f_reader.chunks(f_table, f_columns, chunk_rows=self.chunk_rows):  # type: ignore[arg-type]
-                mapped = map_batch(self.target, feed, chunk.batch, references=self.references)
+                mapped = map_batch(
+                    self.target, feed, chunk.batch, references=self.references, raw_rows=False
+                )
                 cols = {"id": canonical_array(mapped.rows.column("id"), self.kinds["id"])}
                 for r in feed.columns:
                     cols[r.target] = canonical_array(
@@ -168,6 +170,7 @@ class MappedSource:
             batch,
             references=self.references,
             dedup_losers=self.losers,
+            raw_rows=False,
         )
         all_keys = pc.cast(batch.column(self.primary.key[0]), pa.int64())
         mapped_keys = pc.cast(mapped.source_keys, pa.int64())

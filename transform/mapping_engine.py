@@ -174,6 +174,7 @@ def map_batch(
     references: ReferenceCheck | None = None,
     dedup_losers: Mapping[str, frozenset[str]] | None = None,
     lookups: ReferenceLookup | None = None,
+    raw_rows: bool = True,
 ) -> MappedBatch:
     """Map ``batch`` (raw rows of ``feed``'s source table) to rows of ``target``.
 
@@ -181,7 +182,8 @@ def map_batch(
     nulled as the spec says); ``dedup_losers`` maps a dedup rule to the source keys
     that lost its tie (computed over the whole table by :mod:`transform.dedup_planner`);
     ``lookups`` resolves columns whose reference has ``match_on`` (a value of a target
-    column, not an id).
+    column, not an id). ``raw_rows=False`` leaves quarantined rows without their (scrubbed)
+    source values, for callers that only count them (reconciliation).
     """
     read = batch.num_rows
     excluded: Counter[str] = Counter()
@@ -271,7 +273,8 @@ def map_batch(
         for i in bad_rows:
             text = reason[i].as_py()
             rule_name = "orphan" if text.startswith("orphan:") else "unmappable_value"
-            quarantined.append(QuarantinedRow(keys[i].as_py(), rule_name, text, _raw_row(batch, i)))
+            raw = _raw_row(batch, i) if raw_rows else {}
+            quarantined.append(QuarantinedRow(keys[i].as_py(), rule_name, text, raw))
         if bad_rows:
             good = pc.invert(bad)
             out = {name: pc.filter(col, good) for name, col in out.items()}
