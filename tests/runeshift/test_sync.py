@@ -99,10 +99,16 @@ def differences(pg_a: str, pg_b: str) -> dict[str, list]:
 
 
 def backfilled(
-    mysql_url: str, pg_server_url: str, tmp_path: Path, *, seed: int, scale: float = 0.1
+    mysql_url: str,
+    pg_server_url: str,
+    tmp_path: Path,
+    *,
+    seed: int,
+    scale: float = 0.1,
+    world: dict[str, str] | None = None,
 ) -> tuple[dict[str, str], str, Settings]:
-    """A fresh legacy world, backfilled into a fresh target: (world, target URL, settings)."""
-    world = fresh_world(mysql_url, scale=scale, seed=seed)
+    """A legacy world (fresh unless given), backfilled into a fresh target: (world, target URL, settings)."""
+    world = world or fresh_world(mysql_url, scale=scale, seed=seed)
     target = fresh_target(pg_server_url)
     settings = settings_for(world, target, tmp_path / "staging")
     run_backfill(settings)
