@@ -350,6 +350,7 @@ def _isolate_rejects(
     with conn.cursor() as cur:
         tmp = _stage(cur, target, columns, data)
         cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN _n bigserial PRIMARY KEY").format(tmp))
+        rejected += _reject_nulls(cur, target, columns, tmp)
         cur.execute(sql.SQL("ANALYZE {}").format(tmp))
         stmt = _merge_sql(target, columns, tmp, sql.SQL("_n BETWEEN %s AND %s"))
         ranges = [(1, n_rows)] if n_rows else []
@@ -371,6 +372,46 @@ def _isolate_rejects(
                 ranges += [(middle + 1, last), (first, middle)]  # lower half first, in order
         cur.execute(sql.SQL("DROP TABLE {}").format(tmp))
     return sorted(rejected, key=lambda r: r.index)
+
+
+def _reject_nulls(
+    cur: psycopg.Cursor[Any], target: str, columns: Sequence[str], tmp: sql.Composable
+) -> list[RejectedRow]:
+    """Reject, in one statement, the staged rows with NULL in a NOT NULL column of ``target``.
+
+    They are the common reject (a legacy value the mapping turns into NULL where Rune
+    requires one), and each would otherwise cost the halving about ``2 log2(n)``
+    statements: a backlog touching 800 such licenses spent 35 s there. The reason is the
+    one Postgres gives, naming the first such column in the table's order.
+    """
+    cur.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+        "AND attnotnull AND NOT attisdropped ORDER BY attnum",
+        (target,),
+    )
+    required = [name for (name,) in cur.fetchall() if name in columns]
+    if not required:
+        return []
+    any_null = sql.SQL(" OR ").join(
+        sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in required
+    )
+    cur.execute(
+        sql.SQL("DELETE FROM {} WHERE {} RETURNING _n, ARRAY[{}]").format(
+            tmp,
+            any_null,
+            sql.SQL(", ").join(sql.SQL("{} IS NULL").format(sql.Identifier(c)) for c in required),
+        )
+    )
+    relation = target.rsplit(".", 1)[-1]
+    rejected = []
+    for n, nulls in cur.fetchall():
+        column = required[nulls.index(True)]
+        reason = (
+            f'rejected by {target}: null value in column "{column}" of relation "{relation}" '
+            "violates not-null constraint"
+        )
+        rejected.append(RejectedRow(n - 1, reason))
+    return rejected
 
 
 def update_columns(conn: psycopg.Connection[Any], target: str, rows: pa.Table) -> pa.Array:

@@ -197,3 +197,33 @@ def test_uuid_text_to_bytes_matches_python():
 def test_an_empty_chunk_encodes_as_binary(conn):
     encoded = _encoder(conn, "via_binary").encode(_rows().slice(0, 0))
     assert encoded.format == "binary"
+
+
+def test_rows_null_in_a_not_null_column_are_rejected_at_once_as_postgres_would(conn):
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS required_kind "
+        "(id uuid PRIMARY KEY, kind text NOT NULL, label text UNIQUE)"
+    )
+    conn.execute("INSERT INTO required_kind VALUES (gen_random_uuid(), 'x', 'taken')")
+    n = 2000
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    kinds = [None if i % 7 == 3 else "monthly" for i in range(n)]
+    labels = [f"l-{i}" for i in range(n)]
+    labels[1000] = "taken"  # and one unique violation beside them
+    batch = pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "kind": pa.array(kinds, pa.string()),
+            "label": pa.array(labels, pa.string()),
+        }
+    )
+    rejected = copy_writer.upsert_rows(conn, "public.required_kind", batch)
+    nulls = [i for i, k in enumerate(kinds) if k is None]
+    assert [r.index for r in rejected] == sorted([*nulls, 1000])
+    with pytest.raises(psycopg.errors.NotNullViolation) as told, conn.transaction():
+        conn.execute("INSERT INTO required_kind VALUES (gen_random_uuid(), NULL, 'z')")
+    said = f"rejected by public.required_kind: {told.value.diag.message_primary}"
+    assert {r.reason for r in rejected if r.index != 1000} == {said}
+    assert "required_kind_label_key" in next(r.reason for r in rejected if r.index == 1000)
+    (landed,) = conn.execute("SELECT count(*) FROM required_kind").fetchone()
+    assert landed == 1 + n - len(nulls) - 1
