@@ -37,7 +37,10 @@ def test_groups_whose_titles_make_the_same_key_are_all_kept(mysql_url, pg_server
             (older, newer),
         )
     world, target, settings = backfilled(mysql_url, pg_server_url, tmp_path, seed=23, world=world)
-    assert _keys(target, older, newer) == {older: "quokka_keepers", newer: f"quokka_keepers_{newer}"}
+    assert _keys(target, older, newer) == {
+        older: "quokka_keepers",
+        newer: f"quokka_keepers_{newer}",
+    }
     with psycopg.connect(target) as pg:
         (decisions,) = pg.execute(
             "SELECT count(*) FROM runeshift.dedup_decisions WHERE rule = 'colliding_role_key'"
@@ -54,5 +57,8 @@ def test_groups_whose_titles_make_the_same_key_are_all_kept(mysql_url, pg_server
         cur.execute("UPDATE core_groups SET g_title = 'QUOKKA keepers' WHERE g_id = %s", (older,))
     conn.close()
     catch_up(settings)
-    assert _keys(target, older, newer) == {older: "quokka_keepers", newer: f"quokka_keepers_{newer}"}
+    assert _keys(target, older, newer) == {
+        older: "quokka_keepers",
+        newer: f"quokka_keepers_{newer}",
+    }
     assert_equals_fresh_backfill(world, target, pg_server_url, tmp_path)
