@@ -34,6 +34,7 @@ rollback) Rune's new rows carry no legacy key again.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +46,8 @@ import psycopg
 import pymysql
 from psycopg import sql
 
+from extract.binlog_reader import BinlogReader
+from extract.binlog_row_decoder import RowDecoder
 from extract.logical_decoding_reader import (
     DecodedTransaction,
     LogicalDecodingReader,
@@ -53,10 +56,13 @@ from extract.logical_decoding_reader import (
     lsn_to_int,
     rows_to_arrow,
 )
+from extract.mysql_source_schema import SourceTable, read_source_schema
+from extract.snapshot_reader import BinlogPosition, raw_connect
 from load.legacy_writer import LegacyWriter, ReversePosition
 from reconcile.report_model import ReconcileReport
 from runeshift.connections import parse_mysql_url, pg_connect
-from runeshift.errors import ConfigError, FatalError
+from runeshift.errors import ConfigError, FatalError, TransientError
+from runeshift.heartbeat import HEARTBEAT_TABLE
 from runeshift.settings import Settings
 from transform.mapping_inverse import (
     InverseFeed,
@@ -67,7 +73,7 @@ from transform.mapping_inverse import (
     invert_rows,
 )
 from transform.mapping_loader import load_mappings
-from transform.mapping_spec import MappingSet
+from transform.mapping_spec import MappingSet, TargetMapping
 
 SLOT = "runeshift_reverse"
 PUBLICATION = "runeshift_reverse"
@@ -640,6 +646,240 @@ def reverse_status(settings: Settings) -> ReverseStatus:
     )
 
 
+@dataclass(frozen=True)
+class _WatchedTable:
+    """A legacy table some verified Rune table is fed from, and where its feed key sits."""
+
+    table: str
+    decoder: RowDecoder
+    key_index: int  # of the feed's key in the decoder's raw tuple
+    targets: tuple[str, ...]
+
+
+@dataclass
+class LegacyWrites:
+    """Per Rune table, the legacy keys of every row event in the legacy binlogs since a mark."""
+
+    keys: dict[str, set[int]]
+    transactions: int
+    row_events: int
+    start: dict[str, dict[str, object]]
+    end: dict[str, dict[str, object]]
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "transactions": self.transactions,
+            "row_events": self.row_events,
+            "keys": {t: len(k) for t, k in sorted(self.keys.items())},
+            "from": self.start,
+            "to": self.end,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+class LegacyBinlogMark:
+    """Each legacy database's binlog position at a moment; later, the keys written since.
+
+    The rollback from soak marks the binlogs before its live verification and, once writes
+    are held and the reverse stream drained, reads each binlog from the mark to its current
+    end (:meth:`writes_since`) with the catch-up's own reader
+    (:class:`extract.binlog_reader.BinlogReader`). Every row event on a table feeding a
+    verified Rune table yields its feed key (before and after image), mapped to the Rune
+    table the verification compares: that covers a write to legacy behind the fence (a
+    cron job, an admin) that the follower's :meth:`ReverseFollower.touched` cannot see. The
+    read is bounded by the writes since the mark, not by the tables. The reverse writer's
+    own transactions are skipped by the reader (their changes are the follower's touched
+    keys already).
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, tuple[str, str]],
+        watched: Mapping[str, Mapping[str, _WatchedTable]],
+        positions: Mapping[str, BinlogPosition],
+    ) -> None:
+        self._sources = dict(sources)  # source -> (url, database)
+        self._watched = {s: dict(t) for s, t in watched.items()}
+        self.positions = dict(positions)
+
+    @classmethod
+    def take(cls, settings: Settings, mappings: MappingSet | None = None) -> LegacyBinlogMark:
+        """Read each legacy database's schema and binlog end (``SHOW MASTER STATUS``) now."""
+        mappings = mappings or load_mappings()
+        targets = [i.target for i in reversible_targets(mappings)]
+        sources: dict[str, tuple[str, str]] = {}
+        watched: dict[str, dict[str, _WatchedTable]] = {}
+        positions: dict[str, BinlogPosition] = {}
+        for source, setting in SOURCES:
+            url = settings.require(setting)
+            database = parse_mysql_url(url).database
+            if not database:
+                raise ConfigError(f"setting '{setting}' must name the database")
+            conn = raw_connect(url, database)
+            try:
+                cur = conn.cursor()
+                schema = read_source_schema(cur, database)
+                cur.execute("SHOW MASTER STATUS")
+                row = cur.fetchone()
+                if row is None:
+                    raise FatalError(f"{source}: SHOW MASTER STATUS returned nothing (no binlog)")
+                file, pos = _text(row[0]), int(row[1])
+                cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
+                gtid = cur.fetchone()
+                cur.close()
+            finally:
+                conn.close()
+            sources[source] = (url, database)
+            positions[source] = BinlogPosition(
+                file, pos, _text(gtid[0]) if gtid and gtid[0] else ""
+            )
+            watched[source] = _watched_tables(targets, source, schema)
+        return cls(sources, watched, positions)
+
+    def writes_since(self, *, idle_timeout_s: float = 2.0) -> LegacyWrites:
+        """Read every binlog from the mark to its end now; raise if one cannot be read.
+
+        Call it with writes held. A reader that yields nothing for ``idle_timeout_s`` before
+        reaching the end (events after the last transaction, such as a rotated file's header,
+        are never yielded) fails rather than guess: the caller verifies in full.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=len(self._sources)) as pool:
+            futures = {
+                source: pool.submit(self._read, source, i, idle_timeout_s)
+                for i, source in enumerate(sorted(self._sources))
+            }
+            results = {source: f.result() for source, f in futures.items()}
+        keys: dict[str, set[int]] = {}
+        for found, _, _, _ in results.values():
+            for table, table_keys in found.items():
+                keys.setdefault(table, set()).update(table_keys)
+        return LegacyWrites(
+            keys=keys,
+            transactions=sum(r[1] for r in results.values()),
+            row_events=sum(r[2] for r in results.values()),
+            start={s: p.as_dict() for s, p in sorted(self.positions.items())},
+            end={s: r[3].as_dict() for s, r in sorted(results.items())},
+            seconds=time.monotonic() - started,
+        )
+
+    def _read(
+        self, source: str, index: int, idle_timeout_s: float
+    ) -> tuple[dict[str, set[int]], int, int, BinlogPosition]:
+        url, database = self._sources[source]
+        end = _binlog_end(url)
+        start = self.positions[source]
+        watched = self._watched[source]
+        reached = _at_or_after(start, end)
+        progress = time.monotonic()
+
+        def stop() -> bool:
+            return reached or time.monotonic() - progress > idle_timeout_s
+
+        reader = BinlogReader(
+            source,
+            url,
+            database,
+            {name: w.decoder for name, w in watched.items()},
+            heartbeat_table=HEARTBEAT_TABLE,
+            server_id=_scan_server_id(index),
+            stop=stop,
+        )
+        keys: dict[str, set[int]] = {}
+        transactions = row_events = 0
+        for txn in reader.transactions(start):
+            transactions += 1
+            for change in txn.changes:
+                table = watched[change.table]
+                row_events += 1
+                for image in (change.before, change.after):
+                    raw = None if image is None else image[table.key_index]
+                    if raw is None:
+                        continue
+                    for target in table.targets:
+                        keys.setdefault(target, set()).add(int(raw))
+            progress = time.monotonic()
+            reached = _at_or_after(txn.position, end)
+        if not reached:
+            raise TransientError(
+                f"{source}: the binlog from {start.file}:{start.position} was not read to "
+                f"{end.file}:{end.position} (nothing more for {idle_timeout_s:.1f} s)"
+            )
+        return keys, transactions, row_events, end
+
+
+def _watched_tables(
+    targets: Sequence[TargetMapping], source: str, schema: Mapping[str, SourceTable]
+) -> dict[str, _WatchedTable]:
+    """The tables of ``source`` that feed ``targets``, each decoding its key and feed key."""
+    by_table: dict[str, tuple[str, list[str]]] = {}
+    for target in targets:
+        for feed in target.feeds:
+            if feed.source != source:
+                continue
+            if len(feed.key) != 1:
+                raise ConfigError(
+                    f"{feed.where}: {feed.qualified} has a composite key; a rollback's held "
+                    "verification names rows by one integer key"
+                )
+            key, names = by_table.setdefault(feed.table, (feed.key[0], []))
+            if key != feed.key[0]:
+                raise ConfigError(f"{feed.where}: {feed.qualified} is keyed two ways")
+            names.append(target.table)
+    out: dict[str, _WatchedTable] = {}
+    for name, (key, names) in by_table.items():
+        table = schema.get(name)
+        if table is None:
+            raise ConfigError(f"source table {source}.{name} does not exist")
+        columns = list(dict.fromkeys([*table.primary_key, key]))
+        out[name] = _WatchedTable(
+            name, RowDecoder(table, columns), columns.index(key), tuple(dict.fromkeys(names))
+        )
+    return out
+
+
+def _binlog_end(url: str) -> BinlogPosition:
+    """Where the server's binlog ends now."""
+    conn = pymysql.connect(**_pymysql_args(url))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW MASTER STATUS")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    if row is None:
+        raise FatalError("SHOW MASTER STATUS returned nothing: the server has no binlog")
+    return BinlogPosition(str(row[0]), int(row[1]), "")
+
+
+def _pymysql_args(url: str) -> dict[str, Any]:
+    target = parse_mysql_url(url)
+    return {
+        "host": target.host,
+        "port": target.port,
+        "user": target.user,
+        "password": target.password,
+        "connect_timeout": 10,
+    }
+
+
+def _at_or_after(position: BinlogPosition, end: BinlogPosition) -> bool:
+    # Binlog file names share a base name and a zero-padded sequence number.
+    return (position.file, position.position) >= (end.file, end.position)
+
+
+def _scan_server_id(index: int) -> int:
+    # Unique on the server beside the catch-up's ids (100000..199999, runeshift/sync.py).
+    return 200_000 + (os.getpid() % 50_000) * 2 + index
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class ReverseFollower:
     """The reverse follower on a thread, for the cutover's soak stage and the drill.
 
@@ -779,7 +1019,12 @@ class ReverseVerification:
     def failures(self) -> list[str]:
         out = []
         if not self.report.passed:
-            out.append(f"legacy differs from Rune: {self.report.totals()}")
+            rows = [(t.target, d) for t in self.tables for d in t.differences]
+            named = ", ".join(f"{table} {d.source_key} ({d.kind})" for table, d in rows[:3])
+            out.append(
+                f"legacy differs from Rune: {self.report.totals()}"
+                + (f", e.g. {named}" if named else "")
+            )
         if self.quarantined:
             first = self.quarantined[0]
             out.append(
@@ -907,6 +1152,8 @@ __all__ = [
     "PUBLICATION",
     "SLOT",
     "KeyAllocation",
+    "LegacyBinlogMark",
+    "LegacyWrites",
     "QuarantineRule",
     "ReverseFollower",
     "ReverseOptions",
