@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cutover.service_controls import WriteFence
@@ -192,6 +193,9 @@ class StartReverseFollower:
         self._lag_threshold_s = lag_threshold_s
         self._timeout_s = timeout_s
         self._drain_timeout_s = drain_timeout_s
+        # Test seam: called between the live verification and the hold (a test writes to
+        # legacy behind the fence there); None in every real plan.
+        self.after_live_pass: Callable[[], None] | None = None
 
     def describe(self) -> str:
         return (
@@ -257,7 +261,7 @@ class StartReverseFollower:
             self._ensure_running()
 
     def reverse(self, ctx: StepContext) -> dict[str, Any]:
-        from runeshift.reverse_sync import drain_reverse, verify_reverse
+        from runeshift.reverse_sync import LegacyBinlogMark, drain_reverse, verify_reverse
         from transform.mapping_loader import load_mappings
 
         # Refuse before holding anything when rows are already known lost.
@@ -266,12 +270,22 @@ class StartReverseFollower:
         follower = running_follower(self._settings)
         pre_verified: dict[str, Any] | None = None
         keys: dict[str, set[int]] | None = None
+        mark: LegacyBinlogMark | None = None
+        legacy_binlog: dict[str, Any] | None = None
         if follower is not None:
+            # Both before the live pass: the follower's writes from here are in touched(),
+            # anyone else's legacy writes are in the binlogs after the mark.
             follower.track()
+            try:
+                mark = LegacyBinlogMark.take(self._settings, mappings)
+            except Exception as exc:
+                legacy_binlog = {"read": False, "reason": f"{exc}; verified in full when held"}
             began = time.monotonic()
             live = verify_reverse(self._settings, mappings=mappings)
             pre_verified = {"status": live.status, "seconds": round(time.monotonic() - began, 4)}
-            keys = _differing_keys(live)
+            keys = _differing_keys(live) if mark is not None else None
+        if self.after_live_pass is not None:
+            self.after_live_pass()
         started = time.monotonic()
         self._rune.hold(drain_timeout=self._drain_timeout_s)
         self._legacy.hold(drain_timeout=self._drain_timeout_s)
@@ -293,6 +307,17 @@ class StartReverseFollower:
             if keys is not None:
                 for table, touched in follower.touched().items():
                     keys.setdefault(table, set()).update(touched)
+            if keys is not None and mark is not None:
+                # Writes to legacy behind the fence (a cron job, an admin) since the mark.
+                try:
+                    writes = mark.writes_since()
+                except Exception as exc:
+                    keys = None
+                    legacy_binlog = {"read": False, "reason": f"{exc}; verified in full when held"}
+                else:
+                    for table, written in writes.keys.items():
+                        keys.setdefault(table, set()).update(written)
+                    legacy_binlog = {"read": True, **writes.summary()}
         else:
             drain = drain_reverse(self._settings, timeout_seconds=self._drain_timeout_s)
             drained = {"via": "drain_reverse", "position": drain.position}
@@ -316,6 +341,8 @@ class StartReverseFollower:
             "pre_verified": pre_verified,  # None: no follower here, so verified in full held
             "verified": verification.status,
             "verified_keys": None if keys is None else {t: len(k) for t, k in sorted(keys.items())},
+            # The legacy binlogs read from the mark (or why not, and so verified in full).
+            "legacy_binlog": legacy_binlog,
             "totals": verification.totals(),
             # Writes held; the journal records the whole step (the live pass too) as seconds.
             "seconds": held,

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from cutover.cutover_plan import PlanOptions, create_plan, open_runner
-from cutover.soak import running_follower
+from cutover.soak import StartReverseFollower, running_follower
 from runeshift.archive import verify_archive
 from runeshift.connections import mysql_connect
 from runeshift.errors import FatalError
@@ -98,6 +98,8 @@ def test_rollback_from_soak_under_traffic_loses_and_fails_nothing(
             assert verified.detail["via"] == "follower"
             assert verified.detail["pre_verified"]["seconds"] > 0
             assert verified.detail["verified_keys"].get("rune.licenses", 0) >= 1
+            # and the legacy binlogs since the live pass (the reverse writer's own skipped)
+            assert verified.detail["legacy_binlog"]["read"] is True
         finally:
             runner.journal.close()
         traffic._stop.wait(2.0)  # writes after the rollback land on legacy again
@@ -170,6 +172,86 @@ def test_rollback_from_soak_fails_on_a_difference_in_a_row_the_soak_did_not_touc
             runner.journal.close()
         traffic._stop.wait(1.0)
     finally:
+        traffic.stop()
+    assert cw.world.proxy.current_routes() == Routes("legacy", "legacy")
+    assert cw.world.legacy_fence.status().writes == "open"
+    assert not traffic.failed, traffic.failed[:3]
+    assert _missing_in_legacy(cw, traffic.acknowledged) == []
+    assert cw.lost_writes(traffic.acknowledged) == []
+
+
+def _flip_refunded_in_the_binlog(cw: CutoverWorld, legacy_id: int) -> None:
+    """Change a legacy license directly, as a cron job or an admin would: past the fence,
+    but through the binlog like any client."""
+    conn = mysql_connect(cw.settings.repo_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE licenses SET refunded = 1 - refunded, updated_at = updated_at WHERE id = %s",
+                (legacy_id,),
+            )
+            assert cur.rowcount == 1
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_rollback_from_soak_fails_on_a_write_to_legacy_behind_the_fence_after_the_live_pass(
+    cutover_world: CutoverWorld,
+) -> None:
+    cw = cutover_world
+    cw.reset_routes()
+    with psycopg.connect(cw.settings.postgres_url, autocommit=True) as pg:
+        row = pg.execute(
+            "SELECT legacy_license_id FROM rune.licenses ORDER BY legacy_license_id OFFSET 1 LIMIT 1"
+        ).fetchone()
+    behind = int(row[0])  # a migrated license; traffic only creates licenses
+    plan_id = create_plan(cw.settings, f"soakf-{uuid.uuid4().hex[:6]}", OPTIONS)
+    traffic = Traffic(cw.world.proxy_url, cw.pairs, rate=20).start()
+    # The catch-up (running in this world) carries a binlogged legacy write to Rune within a
+    # batch; holding the Rune row's lock keeps it from applying until the rollback has
+    # verified, as a catch-up lagging behind would.
+    lock = psycopg.connect(cw.settings.postgres_url)
+    try:
+        runner = open_runner(cw.settings, plan_id, services_dir=cw.services_dir)
+        try:
+            result = runner.advance("soak")
+            assert result.ok, [g.message for g in result.failed_gates]
+            traffic._stop.wait(1.0)
+            step = next(
+                s for s in runner.stages.get("soak").steps if s.name == "start_reverse_follower"
+            )
+            assert isinstance(step, StartReverseFollower)
+
+            def write_behind_the_fence() -> None:
+                lock.execute(
+                    "SELECT 1 FROM rune.licenses WHERE legacy_license_id = %s FOR UPDATE",
+                    (behind,),
+                )
+                _flip_refunded_in_the_binlog(cw, behind)
+
+            step.after_live_pass = write_behind_the_fence
+            with pytest.raises(
+                FatalError, match=rf"legacy differs from Rune: .*rune\.licenses {behind} "
+            ):
+                runner.rollback()
+            step.after_live_pass = None
+            assert runner.journal.stage() == "soak"
+            assert cw.world.proxy.current_routes() == Routes("rune", "rune")
+            assert cw.world.rune_fence.status().writes == "open"
+            assert running_follower(cw.settings) is not None
+            lock.rollback()  # the catch-up applies the write: both sides agree again
+            traffic._stop.wait(1.0)
+            back = runner.rollback()
+            assert back.ok, back.refused
+            verified = next(s for s in back.steps if s.step == "start_reverse_follower")
+            assert verified.detail["verified"] in ("clean", "within_tolerance")
+            assert verified.detail["legacy_binlog"]["read"] is True
+        finally:
+            runner.journal.close()
+        traffic._stop.wait(1.0)
+    finally:
+        lock.close()
         traffic.stop()
     assert cw.world.proxy.current_routes() == Routes("legacy", "legacy")
     assert cw.world.legacy_fence.status().writes == "open"
