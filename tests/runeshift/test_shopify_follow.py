@@ -687,3 +687,104 @@ def test_sync_stops_with_the_shopify_follower_when_it_fails_for_good(store_world
         run_sync(settings, options=options)
     assert time.monotonic() - started < 60
     assert TOKEN not in str(failed.value) and "shpat_someone_else" not in str(failed.value)
+
+
+def _order_with_skus(changes: StoreChanges, number: int, skus: list[str]) -> dict[str, Any]:
+    """A new guest order whose lines name ``skus`` (no variant or product id on them)."""
+    order = changes.new_order(None, number)
+    lines = [
+        {**order["line_items"][0], "id": order["id"] + 10 + i, "sku": sku}
+        | {"variant_id": None, "product_id": None}
+        for i, sku in enumerate(skus)
+    ]
+    return changes.update("orders", order["id"], line_items=lines)
+
+
+def _new_product(changes: StoreChanges, skus: list[str]) -> dict[str, Any]:
+    template = next(p for p in changes.db.iterate("products") if len(p["variants"]) == 1)
+    pid = changes.next_id()
+    stamp = _now()
+    variants = [
+        {**template["variants"][0], "id": pid + 1 + i, "product_id": pid, "sku": sku}
+        | {"title": f"Plan {i}", "created_at": stamp, "updated_at": stamp}
+        for i, sku in enumerate(skus)
+    ]
+    doc = {
+        **copy.deepcopy(template),
+        "id": pid,
+        "title": "Arrived after its orders",
+        "handle": f"late-{pid}",
+        "created_at": stamp,
+        "updated_at": stamp,
+        "variants": variants,
+    }
+    return dict(_control(changes.shop, "mutate", {"resource": "products", "record": doc})["record"])
+
+
+def _line_links(pg: str, order_id: int) -> dict[str, tuple[str | None, str | None]]:
+    """sku -> (price_id, script_id) of an order's lines."""
+    rows = _rows(
+        pg,
+        "SELECT oi.sku, oi.price_id::text, oi.script_id::text FROM rune.order_items oi "
+        "JOIN rune.orders o ON o.id = oi.order_id WHERE o.shopify_order_id = %s",
+        (order_id,),
+    )
+    return {sku: (price, script) for sku, price, script in rows}
+
+
+def test_lines_that_arrived_before_their_variant_are_linked_when_it_appears(
+    store_world, world, pg_server_url
+) -> None:
+    shop, settings = store_world["shop"], store_world["settings"]
+    pg = settings.postgres_url
+    # A script Rune knows that the store does not sell yet: its lines get script_id NULL.
+    sold = {
+        int(v["sku"].split("-")[1])
+        for p in StoreDB(store_world["store"]).iterate("products")
+        for v in p["variants"]
+        if v["sku"].startswith("script-")
+    }
+    unsold = next(
+        s
+        for (s,) in _rows(pg, "SELECT legacy_script_id FROM rune.scripts ORDER BY 1")
+        if s not in sold
+    )
+    script_sku, slots_sku, later_sku = f"script-{unsold}-lifetime", "instances-77", "instances-78"
+    follower = _follower(settings)
+    changes = StoreChanges(shop, store_world["store"])
+    try:
+        order = _order_with_skus(changes, 50, [script_sku, slots_sku, later_sku])
+        follower.poll_once()
+        assert _line_links(pg, order["id"]) == {
+            script_sku: (None, None),
+            slots_sku: (None, None),
+            later_sku: (None, None),
+        }
+
+        product = _new_product(changes, [script_sku, slots_sku])
+        follower.poll_once()
+        price = {v["sku"]: str(uuid_for("price", str(v["id"]))) for v in product["variants"]}
+        script = str(uuid_for("script", str(unsold)))
+        assert _line_links(pg, order["id"]) == {
+            script_sku: (price[script_sku], script),
+            slots_sku: (price[slots_sku], None),
+            later_sku: (None, None),
+        }
+        # price_id of two lines and script_id of one (older lines naming the script too).
+        assert follower.stats.stream("products").rows_relinked >= 3
+
+        # The variant's SKU changes: the line naming the old SKU is unlinked, the new one linked.
+        renamed = [
+            {**v, "sku": later_sku} if v["sku"] == slots_sku else v for v in product["variants"]
+        ]
+        changes.update("products", product["id"], variants=renamed, updated_at=_now())
+        follower.poll_once()
+        assert _line_links(pg, order["id"]) == {
+            script_sku: (price[script_sku], script),
+            slots_sku: (None, None),
+            later_sku: (price[slots_sku], None),
+        }
+    finally:
+        changes.close()
+        follower.close()
+    _assert_equals_fresh_backfill(world, pg, pg_server_url, shop, store_world["tmp"])
