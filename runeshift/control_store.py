@@ -16,6 +16,7 @@ import os
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -269,6 +270,24 @@ def replace_dedup_decisions(
                 for key, winner, loser, action in decisions
             ],
         )
+
+
+def remember_webhook_event(conn: psycopg.Connection[Any], event_id: str, topic: str) -> bool:
+    """Record an accepted webhook event id; False when it was recorded before (a duplicate)."""
+    row = conn.execute(
+        "INSERT INTO runeshift.shopify_webhook_events (event_id, topic) VALUES (%s, %s) "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING 1",
+        (event_id, topic),
+    ).fetchone()
+    return row is not None
+
+
+def forget_webhook_events(conn: psycopg.Connection[Any], older_than: timedelta) -> int:
+    """Delete webhook event ids received more than ``older_than`` ago; returns how many."""
+    return conn.execute(
+        "DELETE FROM runeshift.shopify_webhook_events WHERE received_at < now() - %s",
+        (older_than,),
+    ).rowcount
 
 
 DEFERRED_INDEXES = "backfill-deferred-indexes"  # runs.command of a table's deferred index set

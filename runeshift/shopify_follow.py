@@ -1118,10 +1118,13 @@ def start_shopify_follow(
         follower.check()
         receiver = None
         if webhook_port is not None:
-            from runeshift.shopify_webhooks import WebhookReceiver
+            from runeshift.shopify_webhooks import PersistedEvents, WebhookReceiver
 
             receiver = WebhookReceiver(
-                settings.shopify_webhook_secret, follower.submit, port=webhook_port
+                settings.shopify_webhook_secret,
+                follower.submit,
+                port=webhook_port,
+                seen=PersistedEvents(settings.require("postgres_url")),
             )
     except BaseException:
         follower.close()

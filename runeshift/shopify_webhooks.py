@@ -18,27 +18,42 @@ Design note. Shopify POSTs the REST-shaped resource of each event to our endpoin
    of their own.
 
 The poll stays the guarantee (webhooks can be dropped); the webhook only makes a change
-arrive sooner. The event ids remembered are the last ``remember`` accepted, in memory: a
-duplicate arriving after a restart is applied again, which is harmless (the apply is
-idempotent). The secret is a :class:`runeshift.secrets.Secret`, never logged; the log
-names topic and event id only.
+arrive sooner. Accepted event ids are kept by a :class:`SeenEvents`: ``runeshift sync``
+gives the receiver :class:`PersistedEvents`, which records each id in
+``runeshift.shopify_webhook_events`` (committed before the 200, so a duplicate delivered
+after a restart, or to a second receiver on the same database, is dropped too) and keeps
+the last ``remember`` ids in memory as a fast path. Retention: ids older than 7 days are
+deleted at the first delivery after a start and then at most hourly (Shopify retries a
+failed delivery 8 times over 4 hours, with its original event id; 7 days also covers a
+receiver that was down for a weekend). When Postgres cannot be reached the receiver falls
+back to its memory and accepts: a duplicate applied twice is harmless (the apply is
+idempotent, and the follower cannot apply without Postgres anyway). Without a database
+(:class:`InMemoryEvents`, the default) only the memory is kept. The secret is a
+:class:`runeshift.secrets.Secret`, never logged; the log names topic and event id only.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
+
+import psycopg
 
 from extract.shopify_record_batches import numeric_id
+from runeshift import control_store
+from runeshift.connections import pg_connect
 from runeshift.errors import ConfigError
 from runeshift.secrets import Secret
 from runeshift.shopify_follow import Stream, WebhookChange
@@ -50,6 +65,8 @@ _STREAMS: dict[str, Stream] = {"orders": "orders", "customers": "customers", "pr
 # Topics about an order's children announce a change of their order (``refunds/create``).
 _PARENTS: dict[str, tuple[Stream, str]] = {"refunds": ("orders", "order_id")}
 MAX_BODY = 5 * 1024 * 1024
+RETENTION = timedelta(days=7)
+PRUNE_EVERY_S = 3600.0
 
 
 def expected_signature(secret: Secret, body: bytes) -> str:
@@ -93,15 +110,29 @@ class ReceiverStats:
         return dict(self.__dict__)
 
 
-class _EventIds:
+class SeenEvents(Protocol):
+    """Where the receiver remembers accepted event ids (called from its request threads)."""
+
+    def first_time(self, event_id: str, topic: str) -> bool:
+        """Record ``event_id`` as accepted; False when it was accepted before."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class InMemoryEvents:
     """The last ``limit`` accepted event ids (insertion-ordered, oldest forgotten first)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int = 100_000) -> None:
         self._ids: OrderedDict[str, None] = OrderedDict()
         self._limit = limit
         self._lock = threading.Lock()
 
-    def first_time(self, event_id: str) -> bool:
+    def seen(self, event_id: str) -> bool:
+        with self._lock:
+            return event_id in self._ids
+
+    def first_time(self, event_id: str, topic: str = "") -> bool:
         with self._lock:
             if event_id in self._ids:
                 return False
@@ -109,6 +140,75 @@ class _EventIds:
             while len(self._ids) > self._limit:
                 self._ids.popitem(last=False)
             return True
+
+    def close(self) -> None:
+        return None
+
+
+class PersistedEvents:
+    """Accepted event ids in ``runeshift.shopify_webhook_events``, the recent ones also in memory.
+
+    One autocommit connection shared by the request threads under a lock (a webhook
+    burst is a few requests a second; each costs one INSERT).
+    """
+
+    def __init__(
+        self, postgres_url: str, *, remember: int = 100_000, retention: timedelta = RETENTION
+    ) -> None:
+        self.postgres_url = postgres_url
+        self.retention = retention
+        self._memory = InMemoryEvents(remember)
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pruned_at: float | None = None
+
+    def first_time(self, event_id: str, topic: str) -> bool:
+        if self._memory.seen(event_id):
+            return False
+        try:
+            with self._lock:
+                fresh = control_store.remember_webhook_event(self._connection(), event_id, topic)
+                self._prune_now_and_then()
+        except psycopg.Error as exc:
+            log.warning(
+                "shopify webhook event %s: not recorded in Postgres (%s); deduplicated in "
+                "memory only",
+                event_id,
+                type(exc).__name__,
+            )
+            self._drop_connection()
+            return self._memory.first_time(event_id, topic)
+        self._memory.first_time(event_id, topic)
+        return fresh
+
+    def prune(self) -> int:
+        """Forget ids older than the retention; returns how many."""
+        with self._lock:
+            return self._prune()
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_connection()
+
+    def _prune_now_and_then(self) -> None:
+        if self._pruned_at is None or time.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+            self._prune()
+
+    def _prune(self) -> int:
+        forgotten = control_store.forget_webhook_events(self._connection(), self.retention)
+        self._pruned_at = time.monotonic()
+        return forgotten
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = pg_connect(self.postgres_url, autocommit=True)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+        self._conn = None
 
 
 class WebhookReceiver:
@@ -122,7 +222,7 @@ class WebhookReceiver:
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = DEFAULT_PATH,
-        remember: int = 100_000,
+        seen: SeenEvents | None = None,
     ) -> None:
         if not secret.reveal():
             raise ConfigError(
@@ -133,7 +233,7 @@ class WebhookReceiver:
         self.sink = sink
         self.path = path
         self.stats = ReceiverStats()
-        self._events = _EventIds(remember)
+        self._events = seen or InMemoryEvents()
         self._httpd = _Server((host, port), _Handler)
         self._httpd.receiver = self
         self.port = int(self._httpd.server_address[1])
@@ -150,7 +250,7 @@ class WebhookReceiver:
         event_id = str(
             headers.get("X-Shopify-Event-Id") or headers.get("X-Shopify-Webhook-Id") or ""
         )
-        if event_id and not self._events.first_time(event_id):
+        if event_id and not self._events.first_time(event_id, topic):
             self.stats.duplicates += 1
             log.info("shopify webhook %s: duplicate event %s ignored", topic, event_id)
             return 200, {"status": "duplicate"}
@@ -175,6 +275,7 @@ class WebhookReceiver:
         self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._events.close()
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()

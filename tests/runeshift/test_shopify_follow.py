@@ -788,3 +788,35 @@ def test_lines_that_arrived_before_their_variant_are_linked_when_it_appears(
         changes.close()
         follower.close()
     _assert_equals_fresh_backfill(world, pg, pg_server_url, shop, store_world["tmp"])
+
+
+def test_a_duplicate_delivered_after_a_restart_is_dropped(pg_server_url: str) -> None:
+    from runeshift.shopify_webhooks import PersistedEvents
+
+    pg = _new_database(pg_server_url)
+    try:
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO runeshift.shopify_webhook_events (event_id, topic, received_at) "
+                "VALUES ('ev-long-ago', 'orders/create', now() - interval '8 days')"
+            )
+        body = json.dumps({"id": 4242}).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Shopify-Topic": "orders/updated",
+            "X-Shopify-Hmac-Sha256": _sign(WEBHOOK_SECRET, body),
+            "X-Shopify-Event-Id": "ev-restart-1",
+        }
+        received: list[Any] = []
+        for _ in ("first run", "after the restart"):
+            seen = PersistedEvents(pg)
+            with WebhookReceiver(Secret(WEBHOOK_SECRET), received.append, seen=seen) as receiver:
+                assert _post(receiver.url, body, headers) == 200
+        assert [c.record_id for c in received] == ["4242"]  # the second delivery was dropped
+        assert receiver.stats.duplicates == 1 and receiver.stats.accepted == 0
+        # The id is kept for the retention (7 days); older ones are forgotten.
+        assert _rows(pg, "SELECT event_id, topic FROM runeshift.shopify_webhook_events") == [
+            ("ev-restart-1", "orders/updated")
+        ]
+    finally:
+        _drop_database(pg)
