@@ -121,6 +121,27 @@ class SnapshotReader:
         self.position = BinlogPosition(file, pos, gtid)
         return self.position
 
+    def key_bounds(self, table: SourceTable) -> tuple[int, int] | None:
+        """The least and greatest value of a single integer key, in the snapshot; None if empty."""
+        (key,) = table.primary_key
+        cur = self._conn.cursor()
+        cur.execute(f"SELECT MIN(`{key}`), MAX(`{key}`) FROM `{table.name}`")
+        low, high = cur.fetchone()
+        cur.close()
+        return None if low is None else (int(low), int(high))
+
+    def estimated_rows(self, table: str) -> int:
+        """The server's estimate of the table's rows (``TABLE_ROWS``: cheap, not exact)."""
+        cur = self._conn.cursor()
+        cur.execute(
+            "SELECT COALESCE(TABLE_ROWS, 0) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (self.database, table),
+        )
+        row = cur.fetchone()
+        cur.close()
+        return int(row[0]) if row else 0
+
     def count(self, table: str) -> int:
         cur = self._conn.cursor()
         cur.execute(f"SELECT COUNT(*) FROM `{table}`")
@@ -134,9 +155,11 @@ class SnapshotReader:
         columns: Sequence[SourceColumn],
         *,
         after: tuple[Any, ...] | None = None,
+        until: tuple[Any, ...] | None = None,
         chunk_rows: int | None = None,
     ) -> Iterator[Chunk]:
-        """Yield the table in key order, ``chunk_rows`` rows at a time, after key ``after``."""
+        """Yield the table in key order, ``chunk_rows`` rows at a time, for keys in
+        (``after``, ``until``] (``None``: that end is open)."""
         if not table.primary_key:
             raise FatalError(
                 f"{self.database}.{table.name} has no primary key; it cannot be read in chunks"
@@ -150,17 +173,23 @@ class SnapshotReader:
         key_list = ", ".join(f"`{k}`" for k in table.primary_key)
         placeholders = ", ".join(["%s"] * len(key_cols))
         base = f"SELECT {select_list(wanted)} FROM `{table.name}`"
+        bound: tuple[Any, ...] = ()
+        if until is not None:
+            base += f" WHERE ({key_list}) <= ({placeholders})"
+            bound = tuple(until)
+        joiner = " AND" if until is not None else " WHERE"
         key_index = [wanted.index(kc) for kc in key_cols]
         last = after
         cur = self._conn.cursor()
         try:
             while True:
                 if last is None:
-                    cur.execute(f"{base} ORDER BY {key_list} LIMIT {limit}")
+                    cur.execute(f"{base} ORDER BY {key_list} LIMIT {limit}", bound or None)
                 else:
                     cur.execute(
-                        f"{base} WHERE ({key_list}) > ({placeholders}) ORDER BY {key_list} LIMIT {limit}",
-                        last,
+                        f"{base}{joiner} ({key_list}) > ({placeholders}) "
+                        f"ORDER BY {key_list} LIMIT {limit}",
+                        (*bound, *last),
                     )
                 rows = cur.fetchall()
                 if not rows:

@@ -30,6 +30,12 @@ import psycopg
 from extract.snapshot_reader import SnapshotReader
 from reconcile import target_side_reader as target_side
 from reconcile.checksum_differ import ChunkDiff, chunks_equal, narrow
+from reconcile.parallel_compare import (
+    PARALLEL_MIN_ROWS,
+    RangeWorkers,
+    default_workers,
+    key_ranges,
+)
 from reconcile.quality_suites import run_quality_suites
 from reconcile.report_model import (
     Provenance,
@@ -70,6 +76,9 @@ class ReconcileOptions:
     quality: bool = True
     # Per target table, the only source keys to compare; a table without any compares nothing.
     keys: Mapping[str, Sequence[int]] | None = None
+    # Processes for a full compare of a large table (reconcile/parallel_compare.py); 1: none.
+    workers: int = field(default_factory=default_workers)
+    parallel_min_rows: int = PARALLEL_MIN_ROWS
 
 
 @dataclass
@@ -180,10 +189,13 @@ class _TableCompare:
             self.diff.extend(found)
             self.source_rows.update(chunk.canonical_rows(found.missing + found.changed))
 
-    def full(self) -> None:
+    def full(self, lower: int | None = None, upper: int | None = None) -> None:
+        """Every source key in (lower, upper] against the target's (None: open end)."""
         with ThreadPoolExecutor(1) as pool:
-            future = pool.submit(target_side.key_digests, self.side_conn, self.plan.table)
-            chunks = self.source.chunks()
+            future = pool.submit(
+                target_side.key_digests, self.side_conn, self.plan.table, lower=lower, upper=upper
+            )
+            chunks = self.source.chunks(lower, upper)
             first = next(chunks)
             keys, digests = future.result()
             for chunk in _chain(first, chunks):
@@ -399,6 +411,7 @@ def _run(
     status = "failed"
     results: list[TableResult] = []
     readers: dict[str, SnapshotReader] = {}
+    workers = RangeWorkers(options.workers)
     try:
         sources = {f.source for p in plans for f in (p.primary, *p.contributing)}
         readers = _open_readers(settings, sources)
@@ -419,6 +432,14 @@ def _run(
                 chunk_rows=options.chunk_rows,
             )
             keys = None if options.keys is None else options.keys.get(plan.target.table, ())
+            ranges = None
+            if keys is None and options.sample is None:
+                ranges = key_ranges(
+                    readers[plan.primary.source],
+                    plan.primary,
+                    options.workers,
+                    options.parallel_min_rows,
+                )
             # A table with no key to compare is not planned: the dedup plan reads it whole.
             if keys is None or keys:
                 contributed = [
@@ -428,12 +449,16 @@ def _run(
                     conn, plan.target.table, contributed
                 )
                 conn.rollback()
-                source.prepare()
+                source.plan_dedup()
+                if ranges is None:  # the workers map the contributing feeds themselves
+                    source.map_contributing()
             compare = _TableCompare(plan, source, conn, side_conn)
             if keys is not None:
                 compare.keyed(keys)
             elif options.sample is not None:
                 compare.sampled(options.sample, options.chunk_rows or 2000)
+            elif ranges is not None:
+                workers.compare(compare, settings, ranges, chunk_rows=options.chunk_rows)
             else:
                 compare.full()
             compare.classify()
@@ -443,6 +468,7 @@ def _run(
             results.append(compare.result)
             if progress:
                 progress.table_finished(plan.target.table, compare.result)
+        workers.close()
         _close(readers)
         readers = {}
         _settle(settings, conn, compares, options)
@@ -475,6 +501,7 @@ def _run(
         conn.rollback()
         status = "succeeded"
     finally:
+        workers.close()
         _close(readers)
         conn.rollback()
         summary = {"tables": [r.as_dict() for r in results]} if status == "succeeded" else {}

@@ -124,6 +124,11 @@ class MappedSource:
 
     def prepare(self) -> None:
         """Dedup losers over the whole table and the contributing feeds' columns (as the backfill)."""
+        self.plan_dedup()
+        self.map_contributing()
+
+    def plan_dedup(self) -> None:
+        """The losers of each dedup rule, decided over the whole table as the backfill does."""
         reader, columns = self._source(self.primary)
         table = reader.tables[self.primary.table]
         self.losers, self.dedup_decisions = {}, 0  # planned again on a settle-window recheck
@@ -134,7 +139,6 @@ class MappedSource:
             outcome = plan_dedup(self.target, self.primary, rule, whole)
             self.losers[rule.rule] = outcome.losers
             self.dedup_decisions += len(outcome.decisions)
-        self.map_contributing()
 
     def map_contributing(self) -> None:
         """Map the contributing feeds once; their columns are joined to each chunk by id."""
@@ -222,22 +226,30 @@ class MappedSource:
         info.rows = combined
         return info
 
-    def chunks(self) -> Iterator[SourceChunk]:
-        """Every source row in key order, chunk by chunk; the last chunk's range is open."""
+    def chunks(self, after: int | None = None, until: int | None = None) -> Iterator[SourceChunk]:
+        """The source rows with keys in (``after``, ``until``] in key order, chunk by chunk;
+        the first chunk's range starts at ``after``, the last one's ends at ``until``
+        (``None``: open)."""
         reader, columns = self._source(self.primary)
         table = reader.tables[self.primary.table]
-        lower: int | None = None
+        lower = after
         pending: tuple[pa.RecordBatch, int] | None = None
-        for chunk in reader.chunks(table, columns, chunk_rows=self.chunk_rows):  # type: ignore[arg-type]
+        for chunk in reader.chunks(
+            table,
+            columns,  # type: ignore[arg-type]
+            after=None if after is None else (after,),
+            until=None if until is None else (until,),
+            chunk_rows=self.chunk_rows,
+        ):
             if pending is not None:
                 yield self._finish(pending[0], lower, pending[1])
                 lower = pending[1]
             pending = (chunk.batch, int(chunk.last_key[0]))
         if pending is None:
             empty = pa.RecordBatch.from_pylist([], schema=self._empty_schema(columns))
-            yield self._finish(empty, None, None)
+            yield self._finish(empty, after, until)
             return
-        yield self._finish(pending[0], lower, None)
+        yield self._finish(pending[0], lower, until)
 
     def _empty_schema(self, columns: Sequence[object]) -> pa.Schema:
         return pa.schema([(c.name, c.arrow_type) for c in columns])  # type: ignore[attr-defined]

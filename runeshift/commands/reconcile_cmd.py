@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from reconcile.parallel_compare import default_workers
 from reconcile.reconcile_run import ReconcileOptions, run_reconcile
 from reconcile.report_csv import render_csv
 from reconcile.report_html import render_html
@@ -79,6 +80,12 @@ def reconcile(
     ),
     chunk_rows: int = typer.Option(0, "--chunk-rows", help="Source rows per compared chunk."),
     no_quality: bool = typer.Option(False, "--no-quality", help="Skip the quality suites."),
+    workers: int = typer.Option(
+        default_workers(),
+        "--workers",
+        min=1,
+        help="Processes that share the full compare of a large table (1: one process).",
+    ),
     report_dir: Path = typer.Option(
         None,
         "--report-dir",
@@ -97,6 +104,7 @@ def reconcile(
         settle_timeout=settle_timeout,
         chunk_rows=chunk_rows or None,
         quality=not no_quality,
+        workers=workers,
     )
     report = run_reconcile(settings, options, progress=None if output != "table" else _Progress())
     paths = write_reports(report, report_dir or settings.home / "reports")

@@ -73,8 +73,23 @@ def target(template, pg_server_url) -> str:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def test_a_backfilled_world_reconciles_clean_with_every_row_accounted(world, target, tmp_path):
-    report = run_reconcile(_settings(world, target, tmp_path), ReconcileOptions(chunk_rows=700))
+# One process, and every table split by key across worker processes (the path a large
+# table takes; reconcile/parallel_compare.py): the same differences, the same accounting.
+COMPARE_MODES = {
+    "one-process": ReconcileOptions(chunk_rows=700, workers=1),
+    "three-workers": ReconcileOptions(chunk_rows=700, workers=3, parallel_min_rows=0),
+}
+
+
+@pytest.fixture(params=list(COMPARE_MODES))
+def options(request) -> ReconcileOptions:
+    return COMPARE_MODES[request.param]
+
+
+def test_a_backfilled_world_reconciles_clean_with_every_row_accounted(
+    world, target, tmp_path, options
+):
+    report = run_reconcile(_settings(world, target, tmp_path), options)
     assert report.status == "clean", [d for t in report.tables for d in t.differences][:5]
     assert report.passed and all(q.success for q in report.quality), report.quality
     for t in report.tables:
@@ -104,7 +119,9 @@ def _one(url: str, sql: str, args: tuple = ()) -> tuple:
         return conn.execute(sql, args).fetchone()
 
 
-def test_planted_differences_of_every_kind_are_found_and_nothing_else(world, target, tmp_path):
+def test_planted_differences_of_every_kind_are_found_and_nothing_else(
+    world, target, tmp_path, options
+):
     lic = _column(target, "SELECT legacy_license_id FROM rune.licenses ORDER BY 1 LIMIT 8")
     acc = [
         _one(
@@ -177,7 +194,7 @@ def test_planted_differences_of_every_kind_are_found_and_nothing_else(world, tar
             (script,),
         ),
     )
-    report = run_reconcile(_settings(world, target, tmp_path), ReconcileOptions(chunk_rows=700))
+    report = run_reconcile(_settings(world, target, tmp_path), options)
     found = {
         (d.table, d.source_key, d.kind): [c.column for c in d.columns]
         for t in report.tables
