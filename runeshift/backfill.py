@@ -40,6 +40,7 @@ from transform.mapping_dedup import plan_dedup
 from transform.mapping_engine import MappedBatch, QuarantinedRow, map_batch
 from transform.mapping_loader import load_mappings
 from transform.mapping_spec import Feed, MappingSet, TargetMapping
+from transform.sorted_id_set import SortedIdSet
 
 if TYPE_CHECKING:
     from runeshift.store_backfill import StoreRecords
@@ -176,7 +177,7 @@ class TargetReferences:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        self._ids: dict[str, pa.Array] = {}
+        self._ids: dict[str, SortedIdSet] = {}
         self._maps: dict[tuple[str, str, str], dict[str, str]] = {}
 
     def invalidate(self, table: str) -> None:
@@ -212,13 +213,11 @@ class TargetReferences:
             ).fetchone()
             cast = "::text" if kind and kind[0] == "uuid" else ""
             rows = self._conn.execute(f"SELECT id{cast} FROM {table}").fetchall()
-            self._ids[table] = pa.array([r[0] for r in rows])
+            self._ids[table] = SortedIdSet(pa.array([r[0] for r in rows]))
         ids = self._ids[table]
         if len(ids) == 0:
             return pa.array([False] * len(values))
-        if not values.type.equals(ids.type):
-            values = pc.cast(values, ids.type)
-        return pc.fill_null(pc.is_in(values, value_set=ids), False)
+        return ids.contains(values)
 
 
 def run_backfill(

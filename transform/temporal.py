@@ -128,6 +128,8 @@ def _parse_mysql_datetimes_fully(text: pa.Array) -> _ParsedDatetimes:
 
 
 def _invalid_errors(text: pa.Array, invalid: pa.Array, what: str) -> pa.Array | None:
+    if count_true(invalid) == 0:
+        return None  # the common case: no reason texts built for a whole column
     reasons = pc.binary_join_element_wise("'", text, f"' is not a valid {what}", "")
     return errors_where(invalid, reasons)
 

@@ -1,0 +1,59 @@
+"""Reference checks by binary search agree with ``pc.is_in`` on every kind of input."""
+
+from __future__ import annotations
+
+import uuid
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from transform.sorted_id_set import SortedIdSet
+
+UUIDS = [str(uuid.uuid5(uuid.NAMESPACE_URL, str(i))) for i in range(50)]
+
+
+def _is_in(values: pa.Array, ids: pa.Array) -> list[bool]:
+    return pc.fill_null(pc.is_in(values, value_set=ids), False).to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("ids", "values"),
+    [
+        pytest.param(
+            pa.array([5, 1, 9, 3]), pa.array([1, 2, 9, None, 10, 0, -4]), id="ints-with-null"
+        ),
+        pytest.param(
+            pa.array([5, 1, 9], pa.int32()), pa.array([9, 5, 4], pa.int64()), id="ints-other-width"
+        ),
+        pytest.param(pa.array(UUIDS[::2]), pa.array([*UUIDS[:10], None]), id="uuid-text"),
+        pytest.param(
+            pa.array(UUIDS[::2]), pa.array(["zzz", UUIDS[0], "", None]), id="text-mixed-lengths"
+        ),
+        pytest.param(
+            pa.array(UUIDS[::2]), pa.array([UUIDS[0][:-1] + "g"]), id="uuid-length-not-an-id"
+        ),
+        pytest.param(
+            pa.array(["b", "ccc", "a"]),
+            pa.array(["a", "cc", "ccc", None]),
+            id="variable-length-ids",
+        ),
+        pytest.param(pa.array(UUIDS[:3]), pa.array([None, None], pa.string()), id="only-nulls"),
+        pytest.param(pa.array(UUIDS[:3]), pa.array([], pa.string()), id="empty"),
+        pytest.param(
+            pa.array([UUIDS[-1]]),
+            pa.array([UUIDS[-1], "ffffffff-ffff-ffff-ffff-ffffffffffff"]),
+            id="beyond-the-last-id",
+        ),
+        pytest.param(pa.array(UUIDS[:4]), pa.chunked_array([UUIDS[:2], [UUIDS[9]]]), id="chunked"),
+    ],
+)
+def test_contains_agrees_with_is_in(ids: pa.Array, values: pa.Array) -> None:
+    expected = _is_in(values, ids)
+    assert SortedIdSet(ids).contains(values).to_pylist() == expected
+
+
+def test_a_sliced_array_is_read_from_its_offset() -> None:
+    ids = pa.array(UUIDS).slice(10, 20)
+    values = pa.array(UUIDS).slice(5, 10)
+    assert SortedIdSet(ids).contains(values).to_pylist() == [False] * 5 + [True] * 5
