@@ -35,6 +35,7 @@ from extract.mysql_source_schema import (
 )
 from runeshift.connections import parse_mysql_url
 from runeshift.errors import FatalError, TransientError
+from runeshift.gc_pause import gc_paused
 
 CHUNK_BYTES = 8 * 1024 * 1024
 MIN_CHUNK_ROWS = 500
@@ -191,13 +192,14 @@ class SnapshotReader:
                         f"ORDER BY {key_list} LIMIT {limit}",
                         (*bound, *last),
                     )
-                rows = cur.fetchall()
-                if not rows:
-                    return
-                last_row = rows[-1]
-                n_rows = len(rows)
-                batch = _to_batch(rows, wanted)
-                del rows  # the Python tuples cost more memory than the Arrow arrays
+                with gc_paused():  # the row tuples make no cycles (runeshift/gc_pause.py)
+                    rows = cur.fetchall()
+                    if not rows:
+                        return
+                    last_row = rows[-1]
+                    n_rows = len(rows)
+                    batch = _to_batch(rows, wanted)
+                    del rows  # the Python tuples cost more memory than the Arrow arrays
                 last = tuple(_key_value(last_row[i], key_cols[n]) for n, i in enumerate(key_index))
                 yield Chunk(batch, last)
                 if n_rows < limit:
@@ -226,10 +228,12 @@ class SnapshotReader:
                     f"WHERE `{key.name}` IN ({', '.join(['%s'] * len(part))}) ORDER BY `{key.name}`",
                     part,
                 )
-                rows.extend(cur.fetchall())
+                with gc_paused():
+                    rows.extend(cur.fetchall())
         finally:
             cur.close()
-        return _to_batch(rows, wanted) if rows else None
+        with gc_paused():
+            return _to_batch(rows, wanted) if rows else None
 
     def close(self) -> None:
         try:
