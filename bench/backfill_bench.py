@@ -36,7 +36,6 @@ import shutil
 import string
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,6 +55,8 @@ TARGET_RSS_MB = 300.0
 
 os.environ.setdefault("RUNESHIFT_HOME", str(REPO / ".runeshift" / "bench"))
 
+from process_measure import Measured, run_measured  # noqa: E402 - bench/ is on sys.path
+
 from load.target_schema import downgrade, upgrade  # noqa: E402 - RUNESHIFT_HOME must be set first
 from runeshift.backfill import run_backfill  # noqa: E402
 from runeshift.connections import mysql_connect, parse_mysql_url, pg_connect  # noqa: E402
@@ -63,19 +64,6 @@ from runeshift.sample.legacy_world import generate_legacy_world  # noqa: E402
 from runeshift.sandbox import Sandbox  # noqa: E402
 from runeshift.settings import Settings, load_settings, runeshift_home  # noqa: E402
 from transform.mapping_loader import load_mappings  # noqa: E402
-
-
-@dataclass
-class Measured:
-    """One process tree's run: wall seconds, peak RSS, exit code, where its output went."""
-
-    seconds: float
-    cpu_seconds: float
-    peak_tree_rss_mb: float
-    peak_max_rss_mb: float
-    returncode: int
-    stdout: Path
-    stderr: Path
 
 
 @dataclass
@@ -100,84 +88,6 @@ class Contender:
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
-
-
-# --- measuring a process tree ---------------------------------------------------------------
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return 0
-
-
-def _tree_rss_kb(root: int) -> tuple[int, int]:
-    """(sum, largest) VmRSS over ``root`` and all its descendants (one /proc scan)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as fh:
-                stat = fh.read()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        # the command name may hold spaces and parentheses: split after the last ')'
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    total, largest, stack = 0, 0, [root]
-    while stack:
-        pid = stack.pop()
-        rss = _rss_kb(pid)
-        total, largest = total + rss, max(largest, rss)
-        stack.extend(children.get(pid, ()))
-    return total, largest
-
-
-def run_measured(
-    cmd: list[str], *, label: str, env: dict[str, str] | None = None, interval: float = 0.02
-) -> Measured:
-    """Run ``cmd`` to completion: wall time, CPU time, peak RSS of the tree and of one process.
-
-    RSS is sampled from /proc, not taken from wait4's ru_maxrss: Linux carries maxrss over
-    fork and exec, so a child of this (pyarrow-laden) process would report our own RSS.
-    CPU time (user + sys of the tree, from wait4) is the steadier number on a busy machine.
-    """
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = RESULTS / f"{label}.stdout", RESULTS / f"{label}.stderr"
-    peak = [0, 0]
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=REPO)
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                total, largest = _tree_rss_kb(proc.pid)
-                peak[0], peak[1] = max(peak[0], total), max(peak[1], largest)
-                done.wait(interval)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - started
-        done.set()
-        sampler.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(
-        seconds=seconds,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
-        peak_tree_rss_mb=peak[0] / 1024,
-        peak_max_rss_mb=peak[1] / 1024,
-        returncode=proc.returncode,
-        stdout=out_path,
-        stderr=err_path,
-    )
 
 
 def _check(measured: Measured, what: str) -> None:
@@ -375,7 +285,7 @@ def run_pgloader(settings: Settings, table: str, label: str) -> Contender:
         str(RESULTS / f"{label}.summary"),
         str(load_file),
     ]
-    measured = run_measured(cmd, label=label)
+    measured = run_measured(cmd, label=label, results=RESULTS, cwd=REPO)
     _check(measured, "pgloader")
     ((rows,),) = _pg_exec(settings, f"SELECT count(*) FROM {PGLOADER_SCHEMA}.{table}")[0]
     return Contender.of("pgloader", int(rows), measured)
@@ -416,7 +326,9 @@ def run_raw_pipe(settings: Settings, table: str, label: str) -> Contender:
         f"\\copy {RAW_SCHEMA}.{table} FROM STDIN WITH (NULL 'NULL')",
     ]
     pipeline = f"set -o pipefail; {shlex.join(mariadb)} | {shlex.join(psql)}"
-    measured = run_measured(["bash", "-c", pipeline], label=label, env=_client_env(settings))
+    measured = run_measured(
+        ["bash", "-c", pipeline], label=label, env=_client_env(settings), results=RESULTS, cwd=REPO
+    )
     _check(measured, "raw pipe")
     ((rows,),) = _pg_exec(settings, f"SELECT count(*) FROM {RAW_SCHEMA}.{table}")[0]
     return Contender.of("raw pipe", int(rows), measured)
@@ -467,7 +379,7 @@ def run_runeshift(
             "--",
             *child,
         ]
-    measured = run_measured(child, label=label, env=child_env())
+    measured = run_measured(child, label=label, env=child_env(), results=RESULTS, cwd=REPO)
     _check(measured, "runeshift backfill")
     # the JSON summary is the last line; py-spy, when wrapping, prints its banner first
     lines = measured.stdout.read_text().splitlines()

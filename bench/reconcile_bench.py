@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import psycopg
+from process_measure import run_measured
 
 from runeshift.connections import mysql_connect, parse_mysql_url
 from runeshift.settings import load_settings
@@ -32,7 +32,8 @@ PLANTED = {
     600_000: "changed",
     10**9: "extra",
 }
-RESULTS = Path(__file__).parent / "results"
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
 
 CHILD = """
 import sys, json
@@ -88,21 +89,18 @@ def _prepare(rows: int, mysql_server: str, pg_server: str) -> tuple[str, str]:
     return mysql_server + DB, pg
 
 
-def _timed(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    seconds = time.monotonic() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+def _timed(cmd: list[str], label: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    """Wall and CPU time of the command's process tree, and its peak RSS summed over the tree
+    (the mapped compare runs worker processes) and of its largest process."""
+    m = run_measured(cmd, label=f"reconcile-{label}", results=RESULTS, cwd=REPO, env=env)
     return {
-        "seconds": round(seconds, 2),
-        "cpu_seconds": round(
-            after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2
-        ),
-        "peak_rss_mb": round(after.ru_maxrss / 1024, 1),
-        "returncode": proc.returncode,
-        "stdout": proc.stdout[-4000:],
-        "stderr": proc.stderr[-2000:],
+        "seconds": round(m.seconds, 2),
+        "cpu_seconds": round(m.cpu_seconds, 2),
+        "peak_rss_mb": round(m.peak_tree_rss_mb, 1),
+        "largest_process_rss_mb": round(m.peak_max_rss_mb, 1),
+        "returncode": m.returncode,
+        "stdout": m.stdout.read_text(errors="replace")[-4000:],
+        "stderr": m.stderr.read_text(errors="replace")[-2000:],
     }
 
 
@@ -132,6 +130,8 @@ def main() -> None:
         "reladiff",
     ]
     subprocess.run([*reladiff, "--version"], capture_output=True)  # warm the uv cache, untimed
+    # What 'uv run' and reladiff's import cost before it compares anything (in its time below).
+    results["reladiff_startup"] = _timed([*reladiff, "--version"], "reladiff-startup")
     results["reladiff"] = _timed(
         [
             *reladiff,
@@ -151,31 +151,40 @@ def main() -> None:
             "at",
             "-c",
             "note",
-        ]
+        ],
+        "reladiff",
     )
-    results["runeshift_same_shape"] = _timed([sys.executable, "-c", CHILD, my_url, pg_url])
+    results["runeshift_same_shape"] = _timed(
+        [sys.executable, "-c", CHILD, my_url, pg_url], "runeshift-same-shape"
+    )
     if args.mapped:
-        results["runeshift_mapped_licenses"] = _timed(
-            [
-                sys.executable,
-                "-m",
-                "runeshift.cli",
-                "reconcile",
-                "--tables",
-                "licenses",
-                "--no-quality",
-                "--output",
-                "json",
-            ],
-            env=dict(os.environ),
-        )
+        # One process, then the default: the compare split by key across worker processes.
+        for label, extra in (("one_process", ["--workers", "1"]), ("workers", [])):
+            results[f"runeshift_mapped_licenses_{label}"] = _timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "runeshift.cli",
+                    "reconcile",
+                    "--tables",
+                    "licenses",
+                    "--no-quality",
+                    "--output",
+                    "json",
+                    *extra,
+                ],
+                f"mapped-{label}",
+                env=dict(os.environ),
+            )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"reconcile-{args.rows}.json"
     out.write_text(json.dumps(results, indent=2))
-    for name in ("reladiff", "runeshift_same_shape", "runeshift_mapped_licenses"):
-        r = results.get(name)
+    for name, r in results.items():
         if isinstance(r, dict):
-            print(name, r["seconds"], "s", r["peak_rss_mb"], "MB", "rc", r["returncode"])
+            print(
+                f"{name}: {r['seconds']} s, CPU {r['cpu_seconds']} s, {r['peak_rss_mb']} MB "
+                f"(largest process {r['largest_process_rss_mb']} MB), rc {r['returncode']}"
+            )
     print(json.loads(results["runeshift_same_shape"]["stdout"] or "{}"))  # type: ignore[index]
     print(results["reladiff"]["stdout"][-800:], results["reladiff"]["stderr"][-800:])  # type: ignore[index]
 
