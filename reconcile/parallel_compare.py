@@ -6,8 +6,8 @@ while the databases wait. A full compare of a table the server estimates at
 ``PARALLEL_MIN_ROWS`` rows or more, with a single integer source key, is therefore cut
 into ``workers`` key ranges ``(a, b]`` of equal width between the key's least and
 greatest value (the outer ranges open, so target rows beyond the source's keys are
-still seen), and each range is compared by :func:`compare_range` in its own process,
-exactly as the one-process compare does: the source rows of the range in key order,
+still seen); the first range is compared in this process and every other one by
+:func:`compare_range` in a worker process, exactly as the one-process compare does: the source rows of the range in key order,
 chunk by chunk, against the target's ``(key, digest)`` pairs of the same range.
 
 What the parent decides once and hands over: the dedup losers (planned over the whole
@@ -176,10 +176,14 @@ class RangeWorkers:
         *,
         chunk_rows: int | None,
     ) -> None:
-        """Compare every range in a worker and merge what they found into ``compare``."""
-        if self._pool is None:
+        """Compare the first range here and every other one in a worker; merge into ``compare``.
+
+        This process takes a range too: it is already started, and its range's work hides
+        the workers' start-up.
+        """
+        if self._pool is None and len(ranges) > 1:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(max(1, self.workers - 1), mp_context=context)
         source = compare.source
         jobs = [
             RangeJob(
@@ -191,9 +195,12 @@ class RangeWorkers:
                 dict(source.contributed_defaults),
                 chunk_rows,
             )
-            for lower, upper in ranges
+            for lower, upper in ranges[1:]
         ]
-        for outcome in self._pool.map(compare_range, jobs):  # in key order
+        outcomes = self._pool.map(compare_range, jobs) if self._pool is not None else iter(())
+        source.map_contributing()
+        compare.full(*ranges[0])
+        for outcome in outcomes:
             merge(compare, outcome)
 
 

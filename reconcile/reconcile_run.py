@@ -450,7 +450,7 @@ def _run(
                 )
                 conn.rollback()
                 source.plan_dedup()
-                if ranges is None:  # the workers map the contributing feeds themselves
+                if ranges is None:  # else once the workers are started (RangeWorkers.compare)
                     source.map_contributing()
             compare = _TableCompare(plan, source, conn, side_conn)
             if keys is not None:
