@@ -290,6 +290,150 @@ def forget_webhook_events(conn: psycopg.Connection[Any], older_than: timedelta) 
     ).rowcount
 
 
+def move_exclusions(
+    conn: psycopg.Connection[Any],
+    deltas: Mapping[str, int],
+    reasons: Mapping[str, str],
+    *,
+    run_id: str | None,
+    source: str,
+    source_table: str,
+    target_table: str,
+) -> None:
+    """Add (or, negative, take away) rows counted under exclusion rules; never below zero."""
+    for rule, delta in deltas.items():
+        if delta == 0:
+            continue
+        conn.execute(
+            "INSERT INTO runeshift.exclusions (source, source_table, target_table, rule, reason, row_count, "
+            "last_run_id) VALUES (%s,%s,%s,%s,%s,GREATEST(0, %s),%s) "
+            "ON CONFLICT (source, source_table, target_table, rule) DO UPDATE SET "
+            "row_count = GREATEST(0, runeshift.exclusions.row_count + %s), "
+            "last_run_id = EXCLUDED.last_run_id, updated_at = now()",
+            (
+                source,
+                source_table,
+                target_table,
+                rule,
+                reasons.get(rule, rule),
+                delta,
+                run_id,
+                delta,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class BackfillReach:
+    """How far the latest backfill of a source table read: its id and highest numeric key."""
+
+    backfill_id: str
+    high_key: int | None
+
+
+def backfill_reach(
+    conn: psycopg.Connection[Any], source: str, source_table: str
+) -> BackfillReach | None:
+    """The latest backfill of ``source`` and the highest numeric key it loaded of ``source_table``."""
+    latest = conn.execute(
+        "SELECT backfill_id FROM runeshift.backfill_chunks WHERE source = %s AND status = 'loaded' "
+        "ORDER BY loaded_at DESC LIMIT 1",
+        (source,),
+    ).fetchone()
+    if latest is None:
+        return None
+    row = conn.execute(
+        "SELECT max((upper_key->>0)::numeric) FROM runeshift.backfill_chunks WHERE backfill_id = %s "
+        "AND source = %s AND source_table = %s AND status = 'loaded' AND upper_key->>0 ~ '^[0-9]+$'",
+        (latest[0], source, source_table),
+    ).fetchone()
+    high = None if row is None or row[0] is None else int(row[0])
+    return BackfillReach(str(latest[0]), high)
+
+
+def unresolved_quarantine_keys(
+    conn: psycopg.Connection[Any],
+    *,
+    source: str,
+    source_table: str,
+    target_table: str,
+    keys: Iterable[str],
+) -> set[str]:
+    """Which of ``keys`` sit in quarantine, unresolved."""
+    rows = conn.execute(
+        "SELECT source_key FROM runeshift.quarantine WHERE source = %s AND source_table = %s "
+        "AND target_table = %s AND source_key = ANY(%s) AND resolved_at IS NULL",
+        (source, source_table, target_table, list(keys)),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+@dataclass(frozen=True)
+class ExcludedKey:
+    """A source row a follower counts under ``rule`` (None: known, counted under none)."""
+
+    source_key: str
+    record_key: str
+    rule: str | None
+
+
+def excluded_keys(
+    conn: psycopg.Connection[Any],
+    *,
+    source: str,
+    source_table: str,
+    target_table: str,
+    backfill_id: str,
+    keys: Iterable[str] = (),
+    record_keys: Iterable[str] = (),
+) -> dict[str, ExcludedKey]:
+    """Recorded rows with these source keys or belonging to these records, by source key."""
+    rows = conn.execute(
+        "SELECT source_key, record_key, rule FROM runeshift.excluded_keys WHERE source = %s "
+        "AND source_table = %s AND target_table = %s AND backfill_id = %s "
+        "AND (source_key = ANY(%s) OR record_key = ANY(%s))",
+        (source, source_table, target_table, backfill_id, list(keys), list(record_keys)),
+    ).fetchall()
+    return {str(k): ExcludedKey(str(k), str(r), rule) for k, r, rule in rows}
+
+
+def record_excluded_keys(
+    conn: psycopg.Connection[Any],
+    rows: Iterable[ExcludedKey],
+    *,
+    source: str,
+    source_table: str,
+    target_table: str,
+    backfill_id: str,
+) -> None:
+    """Record (replace) the rule each of ``rows`` is counted under, for ``backfill_id``."""
+    params = [
+        (source, source_table, target_table, r.source_key, r.record_key, r.rule, backfill_id)
+        for r in rows
+    ]
+    if not params:
+        return
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO runeshift.excluded_keys (source, source_table, target_table, source_key, "
+            "record_key, rule, backfill_id) VALUES (%s,%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT (source, source_table, target_table, source_key) DO UPDATE SET "
+            "record_key = EXCLUDED.record_key, rule = EXCLUDED.rule, "
+            "backfill_id = EXCLUDED.backfill_id, updated_at = now()",
+            params,
+        )
+
+
+def forget_excluded_keys_before(
+    conn: psycopg.Connection[Any], source: str, backfill_id: str
+) -> None:
+    """Drop recorded rows of backfills older than ``backfill_id`` (its counts start afresh)."""
+    conn.execute(
+        "DELETE FROM runeshift.excluded_keys WHERE source = %s AND backfill_id <> %s",
+        (source, backfill_id),
+    )
+
+
 DEFERRED_INDEXES = "backfill-deferred-indexes"  # runs.command of a table's deferred index set
 
 

@@ -24,7 +24,18 @@ in the record are deleted (their dependants' references NULLed as the mapping's
 (webhooks only: Shopify has no deletion events for them) are removed. Cancelled and
 refunded orders are ordinary updates: ``cancelled_at``, ``financial_status`` and the
 refunds follow the mapping. Test orders stay excluded by the mapping's rule (a rune row
-left from before an order became a test order is deleted).
+left from before an order became a test order is deleted), and ``runeshift.exclusions``
+moves as a fresh backfill's counts would (:class:`ExclusionBook`, in the page's
+transaction): a new test order and its lines, transactions and refunds add to the
+``test_order`` counts, an order that stops being a test order or is deleted takes its rows
+away again, and a record read again changes nothing. Whether a row was counted is kept
+per key in ``runeshift.excluded_keys``; a row the follower never saw was counted when the
+latest backfill read it (its key at most the highest that backfill loaded: Shopify ids grow
+with creation) and left it neither in Rune nor in quarantine (a line, transaction or refund
+only if its order was counted too). One thing the follower cannot
+know: the children of a test order the backfill counted and the store then deleted before
+the follower ever read it (the deletion names only the order); the order's own count moves,
+its children's stay until the next backfill. Customers have no exclusion rules.
 
 References that are NULL while the row they name is missing (``on_missing: null``, such as
 an order line's ``price_id``, the variant with the line's SKU) are resolved again whenever
@@ -80,6 +91,7 @@ from runeshift.store_backfill import STREAM_ORDER, IdentitySummary, record_ident
 from transform.mapping_engine import (
     MappedBatch,
     _Evaluation,  # the one expression evaluator; change_applier uses it the same way
+    _filter_mask,  # the one row filter: a row is excluded exactly as map_batch decides
     map_batch,
 )
 from transform.mapping_identity_merge import (
@@ -92,6 +104,7 @@ from transform.mapping_loader import load_mappings
 from transform.mapping_spec import Column, ColumnRule, Feed, MappingSet, Reference, TargetMapping
 
 Stream = Literal["customers", "products", "orders"]
+_PARENT_KEY = {"orders": "order_key", "products": "product_key"}  # a child row's record
 RECORDED_BY = "sync"
 SEEN_LIMIT = 200_000
 # Per stream: (a child's source table, the column of its target rows naming the parent).
@@ -307,6 +320,199 @@ def _carrier(target: TargetMapping, feed: Feed, rule: ColumnRule, source_column:
     )
 
 
+def excluded_by(feed: Feed, batch: pa.RecordBatch) -> dict[str, str | None]:
+    """Per source key, the rule that excludes the row (the first that matches, as map_batch)."""
+    keys = [str(k) for k in batch.column("key").to_pylist()]
+    rules: list[str | None] = [None] * len(keys)
+    for flt in feed.exclude_rows:
+        for i, hit in enumerate(_filter_mask(batch, flt).to_pylist()):
+            if hit and rules[i] is None:
+                rules[i] = flt.rule
+    return dict(zip(keys, rules, strict=True))
+
+
+@dataclass
+class CountedRows:
+    """What one table's rows were counted under before a change (see :class:`ExclusionBook`)."""
+
+    target: TargetMapping
+    feed: Feed
+    backfill_id: str
+    recorded: dict[str, control_store.ExcludedKey]
+    inferred: set[str]  # unrecorded keys the backfill counted (read by it, absent from Rune)
+    record_of: dict[str, str]
+
+    def was_counted(self, key: str) -> bool:
+        known = self.recorded.get(key)
+        return key in self.inferred if known is None else known.rule is not None
+
+    def rule_before(self, key: str, now: str | None) -> str | None:
+        if key in self.recorded:
+            return self.recorded[key].rule
+        if key in self.inferred:  # the backfill did not say under which rule: the likely one
+            return now or self.feed.exclude_rows[0].rule
+        return None
+
+
+class ExclusionBook:
+    """Moves ``runeshift.exclusions`` as a fresh backfill's counts would move.
+
+    A fresh backfill counts the source rows each rule excludes now. So a row the follower
+    sees excluded that was not counted (a new test order) adds one, a counted row that is
+    no longer excluded (it stopped being a test order, or the store deleted it) takes one
+    away, and a row read again (the lookback, a webhook) changes nothing. Whether a row
+    was counted: ``runeshift.excluded_keys`` once the follower has seen it; before that,
+    the backfill counted it when it read it and left no row for it in Rune or quarantine
+    (read: its numeric key is at most the highest key the latest backfill loaded of that
+    table, Shopify ids growing with creation). Recorded rows name the backfill whose counts
+    they continue; a new backfill starts the book afresh.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], run_id: str | None) -> None:
+        self.conn = conn
+        self.run_id = run_id
+        self._reach: dict[str, control_store.BackfillReach | None] = {}
+
+    def counted(
+        self,
+        stream: str,
+        target: TargetMapping,
+        feed: Feed,
+        batch: pa.RecordBatch,
+        parent: CountedRows | None = None,
+    ) -> CountedRows | None:
+        """How the rows of ``batch`` (and recorded rows of its records) were counted.
+
+        A child row (a line) not recorded yet is taken as counted by the backfill only if
+        its record (``parent``, the order's own rows) was too: the store's rules exclude
+        whole test orders, and a new line of a counted order has a new, higher id.
+        """
+        keys = [str(k) for k in batch.column("key").to_pylist()]
+        records = [str(r) for r in batch.column(_record_column(stream, feed)).to_pylist()]
+        record_of = dict(zip(keys, records, strict=True))
+        counted = self._counted(target, feed, keys, sorted(set(records)), record_of)
+        if counted is not None and parent is not None:
+            counted.inferred = {k for k in counted.inferred if parent.was_counted(record_of[k])}
+        return counted
+
+    def counted_of_deleted(
+        self, stream: str, target: TargetMapping, feed: Feed, record_keys: Sequence[str]
+    ) -> CountedRows | None:
+        """How the rows of deleted records were counted (their children only if recorded)."""
+        keys = list(record_keys) if _record_column(stream, feed) == "key" else []
+        return self._counted(target, feed, keys, record_keys, {k: k for k in keys})
+
+    def _counted(
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        keys: Sequence[str],
+        record_keys: Sequence[str],
+        record_of: dict[str, str],
+    ) -> CountedRows | None:
+        if not feed.exclude_rows:
+            return None
+        reach = self._backfill_reach(feed)
+        if reach is None:
+            return None
+        recorded = self._recorded(target, feed, reach, keys, record_keys)
+        unknown = [k for k in keys if k not in recorded]
+        inferred = self._counted_by_backfill(target, feed, reach, unknown)
+        record_of = {**{k: r.record_key for k, r in recorded.items()}, **record_of}
+        return CountedRows(target, feed, reach.backfill_id, recorded, inferred, record_of)
+
+    def settle(self, before: CountedRows | None, now: dict[str, str | None]) -> None:
+        """Move the counts from ``before`` to ``now`` (key -> rule; a key absent: gone)."""
+        if before is None:
+            return
+        deltas: dict[str, int] = {}
+        rows: list[control_store.ExcludedKey] = []
+        for key in sorted(set(now) | set(before.recorded) | before.inferred):
+            after = now.get(key)
+            was = before.rule_before(key, after)
+            if was != after:
+                if was is not None:
+                    deltas[was] = deltas.get(was, 0) - 1
+                if after is not None:
+                    deltas[after] = deltas.get(after, 0) + 1
+            known = before.recorded.get(key)
+            if (after is not None or was is not None) and (known is None or known.rule != after):
+                rows.append(control_store.ExcludedKey(key, before.record_of[key], after))
+        common = {
+            "source": before.feed.source,
+            "source_table": before.feed.table,
+            "target_table": before.target.table,
+        }
+        control_store.record_excluded_keys(
+            self.conn, rows, backfill_id=before.backfill_id, **common
+        )
+        reasons = {f.rule: f.reason for f in before.feed.exclude_rows}
+        control_store.move_exclusions(self.conn, deltas, reasons, run_id=self.run_id, **common)
+
+    def _backfill_reach(self, feed: Feed) -> control_store.BackfillReach | None:
+        if feed.table not in self._reach:
+            reach = control_store.backfill_reach(self.conn, feed.source, feed.table)
+            if reach is not None:
+                control_store.forget_excluded_keys_before(self.conn, feed.source, reach.backfill_id)
+            self._reach[feed.table] = reach
+        return self._reach[feed.table]
+
+    def _recorded(
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        reach: control_store.BackfillReach,
+        keys: Sequence[str],
+        record_keys: Sequence[str],
+    ) -> dict[str, control_store.ExcludedKey]:
+        return control_store.excluded_keys(
+            self.conn,
+            source=feed.source,
+            source_table=feed.table,
+            target_table=target.table,
+            backfill_id=reach.backfill_id,
+            keys=keys,
+            record_keys=record_keys,
+        )
+
+    def _counted_by_backfill(
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        reach: control_store.BackfillReach,
+        keys: Sequence[str],
+    ) -> set[str]:
+        """Unrecorded keys the backfill read and left neither in Rune nor in quarantine."""
+        high = reach.high_key
+        read = [k for k in keys if high is not None and k.isdigit() and int(k) <= high]
+        if not read:
+            return set()
+        ids = dict(zip(target_ids(target, feed, read), read, strict=True))
+        schema, _, name = target.table.partition(".")
+        present = {
+            ids[str(r[0])]
+            for r in self.conn.execute(
+                sql.SQL("SELECT id::text FROM {} WHERE id = ANY(%s::uuid[])").format(
+                    sql.Identifier(schema, name)
+                ),
+                (list(ids),),
+            ).fetchall()
+        }
+        held = control_store.unresolved_quarantine_keys(
+            self.conn,
+            source=feed.source,
+            source_table=feed.table,
+            target_table=target.table,
+            keys=read,
+        )
+        return set(read) - present - held
+
+
+def _record_column(stream: str, feed: Feed) -> str:
+    """The source column naming a row's record: its own key, or its parent's."""
+    return "key" if feed.table == STREAM_TABLES[stream][0] else _PARENT_KEY[stream]
+
+
 @dataclass
 class ApplyCounts:
     written: int = 0
@@ -339,6 +545,7 @@ class StoreChangeApplier:
         self.fetch = fetch
         self.references = LiveReferences(conn)
         self.links = relinked_columns(list(self.by_table.values()))
+        self.exclusions = ExclusionBook(conn, run_id)
 
     def streams(self) -> list[str]:
         return [s for s in STREAM_ORDER if any(t in self.by_table for t in STREAM_TABLES[s])]
@@ -359,6 +566,12 @@ class StoreChangeApplier:
             return counts
         flat = flatten_records(stream, list(latest.values()))
         tables = [t for t in STREAM_TABLES[stream] if t in self.by_table]
+        # Before anything is written or forgotten: whether each row was counted as excluded.
+        counted: dict[str, CountedRows | None] = {}
+        for table in tables:
+            parent = counted.get(tables[0]) if table != tables[0] else None
+            batch = flat.batches[table]
+            counted[table] = self.exclusions.counted(stream, *self.by_table[table], batch, parent)
         bad: set[str] = set()
         written: dict[str, pa.Table | None] = {}
         for table in tables:
@@ -371,6 +584,7 @@ class StoreChangeApplier:
                 lookups=self.references.lookup,
             )
             bad |= self._write(target, feed, mapped, counts)
+            self.exclusions.settle(counted[table], excluded_by(feed, flat.batches[table]))
             written[target.table] = mapped.rows
             if table == tables[0]:
                 counts.deleted += self._forget_excluded(stream, target, mapped, set(latest))
@@ -388,6 +602,10 @@ class StoreChangeApplier:
             return 0
         if stream == "customers":
             return self._delete_customers(keys)
+        for table in STREAM_TABLES[stream]:
+            if table in self.by_table:
+                gone = self.exclusions.counted_of_deleted(stream, *self.by_table[table], keys)
+                self.exclusions.settle(gone, {})
         target, feed = self.by_table[STREAM_TABLES[stream][0]]
         ids = target_ids(target, feed, keys)
         deleted = self._forget_children(stream, {}, set(keys), everything=True)

@@ -355,6 +355,19 @@ def _table_rows(pg: str, table: str) -> list[tuple[Any, ...]]:
     return [tuple(v for i, v in enumerate(r) if i not in skip) for r in rows]
 
 
+def _exclusions(pg: str) -> dict[tuple[str, str], int]:
+    """(source table, rule) -> rows counted as excluded, for the store's tables.
+
+    A rule that counts no row may have a row of 0 or none (a backfill into an empty
+    database inserts only the rules that dropped something), so zeros are left out.
+    """
+    rows = _rows(
+        pg,
+        "SELECT source_table, rule, row_count FROM runeshift.exclusions WHERE source = 'shopify'",
+    )
+    return {(table, rule): count for table, rule, count in rows if count}
+
+
 def _assert_equals_fresh_backfill(
     world: dict[str, Any], pg: str, pg_server_url: str, shop: FakeShopifyServer, tmp: Path
 ) -> None:
@@ -369,6 +382,7 @@ def _assert_equals_fresh_backfill(
                 assert a == b, table
         decisions = "SELECT rule, loser_source_key FROM runeshift.dedup_decisions WHERE source_table = 'shopify.customers' ORDER BY 1, 2"
         assert _rows(pg, decisions) == _rows(fresh, decisions)
+        assert _exclusions(pg) == _exclusions(fresh)
     finally:
         _drop_database(fresh)
 
@@ -820,3 +834,55 @@ def test_a_duplicate_delivered_after_a_restart_is_dropped(pg_server_url: str) ->
         ]
     finally:
         _drop_database(pg)
+
+
+def test_exclusion_counts_move_as_a_fresh_backfills_would(
+    store_world, world, pg_server_url
+) -> None:
+    from runeshift.shopify_follow import WebhookChange
+
+    shop, settings = store_world["shop"], store_world["settings"]
+    pg = settings.postgres_url
+    backfilled = _exclusions(pg)
+    follower = _follower(settings)
+    changes = StoreChanges(shop, store_world["store"])
+    try:
+        old_tests = [o for o in changes.db.iterate("orders") if o["test"] and o["line_items"]]
+        assert len(old_tests) >= 2, "the sample store has test orders"
+        paid = changes.template_order(test=False, cancelled_at=None)
+        new_test = changes.new_order(None, 60)
+        new_test = changes.update("orders", new_test["id"], test=True)
+        # Read again (the lookback, a webhook): a test order the backfill counted stays counted.
+        changes.update("orders", old_tests[0]["id"], note="looked at again")
+        untested = changes.update("orders", old_tests[1]["id"], test=False)
+        tested = changes.update("orders", paid["id"], test=True)
+        follower.poll_once()
+        follower.poll_once()  # the lookback reads every change again: nothing moves twice
+
+        def moved(order: dict[str, Any], by: int) -> dict[str, int]:
+            return {
+                "orders": by,
+                "order_line_items": by * len(order["line_items"]),
+                "order_transactions": by * len(order["transactions"]),
+                "order_refunds": by * len(order["refunds"]),
+            }
+
+        expected = dict(backfilled)
+        for order, by in ((new_test, 1), (untested, -1), (tested, 1)):
+            for table, delta in moved(order, by).items():
+                key = (table, "test_order")
+                expected[key] = expected.get(key, 0) + delta
+        assert _exclusions(pg) == {k: v for k, v in expected.items() if v}
+        _assert_equals_fresh_backfill(world, pg, pg_server_url, shop, store_world["tmp"])
+
+        # A deleted test order is no longer counted (orders/delete comes as a webhook).
+        changes.delete("orders", new_test["id"])
+        follower.submit(WebhookChange("ev-del", "orders", str(new_test["id"]), deleted=True))
+        follower.apply_webhooks()
+        follower.apply_webhooks()
+        for table, delta in moved(new_test, -1).items():
+            expected[(table, "test_order")] += delta
+        assert _exclusions(pg) == {k: v for k, v in expected.items() if v}
+    finally:
+        changes.close()
+        follower.close()
