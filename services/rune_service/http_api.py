@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -30,6 +29,7 @@ from services.rune_service.shop_api import (
     ApiError,
     ShopStore,
     WriteRequest,
+    flat_fields,
     parse_grant,
     parse_order,
     parse_request_id,
@@ -175,7 +175,7 @@ class _PublicHandler(_Handler):
             account = store.account(_positive(segments[1], "member id"))
             if account is None:
                 raise ApiError(404, f"no account with legacy member id {segments[1]}")
-            self._send(200, asdict(account))
+            self._send(200, flat_fields(account))
             return
         if path == "/scripts":
             service.stats.count("GET /scripts")
@@ -190,12 +190,12 @@ class _PublicHandler(_Handler):
                 _positive(_one(query, "member_id", ""), "member_id"),
                 _positive(_one(query, "script_id", ""), "script_id"),
             )
-            self._send(200, asdict(check))
+            self._send(200, flat_fields(check))
             return
         if len(segments) == 2 and segments[0] == "writes":
             service.stats.count("GET /writes")
             status = store.write_status(parse_request_id(unquote(segments[1])))
-            self._send(200 if status.applied else 404, asdict(status))
+            self._send(200 if status.applied else 404, flat_fields(status))
             return
         raise ApiError(404, f"no route GET {path}")
 
