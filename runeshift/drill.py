@@ -2,11 +2,12 @@
 
 Design note. This orchestrator wires everything, in order: sandbox servers, the sample
 legacy world, the target schema, the backfill, the services world (legacy stand-in, Rune
-service, HAProxy), the catch-up follower (a thread) and a load generator through the
-proxy at ``rate`` requests/s (85% reads). It then drives a cutover plan through every
-stage, recording the catch-up lag as each stage is reached. With ``chaos="runeshift"`` the
-cutover runs as ``runeshift cutover advance`` subprocesses and each one is killed hard
-right after a (random) step; the next one resumes from the journal. With
+service, HAProxy), the catch-up follower (a thread) and a load generator (its own process,
+see ``services.load.load_process``) through the proxy at ``rate`` requests/s (85% reads).
+It then drives a cutover plan through every stage, recording the catch-up lag as each
+stage is reached. With ``chaos="runeshift"`` the cutover runs as ``runeshift cutover
+advance`` subprocesses and each one is killed hard right after a (random) step; the next
+one resumes from the journal. With
 ``chaos="service"`` the Rune service is killed (SIGKILL) just before reads move to it: the
 advance must refuse at the services-ready gate, and after a restart the cutover goes on. Afterwards the load
 stops and the scorecard is computed from what the clients saw: failed requests, lost
@@ -46,7 +47,8 @@ from runeshift.sandbox import Sandbox
 from runeshift.settings import Settings, load_settings
 from runeshift.sync import SyncOptions, run_sync
 from services.legacy_service.standin_ledger import check_ledger_name
-from services.load.load_generator import WRITE_KINDS, AckedWrite, LoadGenerator
+from services.load.load_generator import WRITE_KINDS, AckedWrite
+from services.load.load_process import LoadProcess
 from services.load.world_ids import world_ids_from_rune
 from services.load.write_audit import find_lost_writes
 from services.world import ServiceWorld
@@ -234,7 +236,7 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
         kwargs={"options": SyncOptions(), "stop": stop_sync},
         daemon=True,
     )
-    load: LoadGenerator | None = None
+    load: LoadProcess | None = None
     try:
         world.proxy.route_reads("legacy")
         world.proxy.route_writes("legacy")
@@ -248,10 +250,11 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
                 raise FatalError("the catch-up follower measured no lag within 60 s")
             time.sleep(0.2)
         say(f"load: {options.rate:.0f} requests/s through {world.proxy_url}")
-        load = LoadGenerator(
+        # Its own process: the clients must not take the GIL from the follower and the cutover.
+        load = LoadProcess(
             world.proxy_url, options.rate, world_ids_from_rune(pg_url), seed=options.seed
         ).start()
-        load_started_wall = time.time()
+        load_started_wall = load.started_wall
         time.sleep(options.warmup_s)
         soak = options.rollback_from == "soak"
         if options.rollback_from not in (None, "soak"):
@@ -395,7 +398,7 @@ def run_drill(options: DrillOptions, *, progress: Callable[[str], None] | None =
         return card
     finally:
         if load is not None:
-            load.stop()
+            load.abandon()
         stop_sync.set()
         follower.join(timeout=60)
         if not options.keep:

@@ -175,6 +175,8 @@ class LoadGenerator:
         self._pool: ThreadPoolExecutor | None = None
         self._started = 0.0
         self._ended = 0.0
+        # Wall-clock time of ``_started`` (``RequestOutcome.sent_at`` counts from it).
+        self.started_wall = 0.0
 
     # -- the request plan ----------------------------------------------------------------
 
@@ -286,6 +288,7 @@ class LoadGenerator:
             raise ConfigError("this load generator was already started; make a new one")
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="load")
         self._started = time.monotonic()
+        self.started_wall = time.time()
         self._scheduler = threading.Thread(
             target=self._schedule, name="load-scheduler", daemon=True
         )
