@@ -11,6 +11,7 @@ so the ledger never reaches Rune; the Rune service reads it directly (``find``) 
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import pymysql
@@ -23,6 +24,7 @@ from transform.identity_keys import uuid_for
 
 DEFAULT_LEDGER_DB = "runeshift_standin"
 LEDGER_TABLE = "write_requests"
+LEDGER_POOL_SIZE = 8
 
 
 def ledger_ddl(database: str) -> tuple[str, ...]:
@@ -67,9 +69,18 @@ class StandinLedger:
         self._pool: ConnectionPool[pymysql.connections.Connection[Any]] = ConnectionPool(
             lambda: mysql_connect(url, database=""),
             lambda conn: conn.close(),
-            size=8,
+            size=LEDGER_POOL_SIZE,
             broken=(pymysql.Error,),
         )
+
+    def warm(self) -> None:
+        """Open the pool's connections now, best effort (``find`` reports an unreachable
+        ledger per request). The Rune service reads the ledger only once writes reach it:
+        at the write switch, when every held write arrives at once. Opened then, each
+        PyMySQL connection cost 50 ms of CPU inside the pause (held writes waited 1.0 s
+        after a 0.39 s hold at 500 requests/s)."""
+        with suppress(pymysql.err.OperationalError):
+            self._pool.warm(LEDGER_POOL_SIZE)
 
     def find(self, request_id: str) -> WriteResult | None:
         """The stand-in's result for ``request_id``; TransientError when MySQL is unreachable."""

@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.legacy_ledger_url:
         from services.legacy_service.standin_ledger import StandinLedger
 
-        ledger = StandinLedger(args.legacy_ledger_url).find
+        standin = StandinLedger(args.legacy_ledger_url)
+        standin.warm()
+        ledger = standin.find
     server = ServiceServer(
         RuneStore(args.postgres_url, legacy_ledger=ledger),
         host=args.host,
