@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -24,20 +25,45 @@ def print_json(payload: Any) -> None:
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    t = Table(title=title, title_justify="left")
-    for name in columns:
+    t = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        pad_edge=False,
+        show_edge=False,
+    )
+    texts = [["" if v is None else str(v) for v in row] for row in rows]
+    for i, name in enumerate(columns):
         numeric = name.endswith(("rows", "count", "/s", "seconds")) or name in {
             "read",
             "migrated",
             "excluded",
             "quarantined",
+            "missing",
+            "extra",
+            "changed",
+            "expected",
+            "target",
+            "matched",
             "rows",
             "port",
             "pid",
         }
-        t.add_column(name, justify="right" if numeric else "left")
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        # On a narrow terminal the row's name (first column) and numbers keep every
+        # character (a header may wrap between words); other text wraps.
+        width = None
+        if i == 0 or numeric:
+            width = max([len(r[i]) for r in texts] + [len(w) for w in name.split()])
+        t.add_column(
+            name,
+            justify="right" if numeric else "left",
+            no_wrap=i == 0,
+            min_width=width,
+            overflow="ellipsis" if width else "fold",  # a long word folds rather than loses
+        )
+    for row in texts:
+        t.add_row(*row)
     return t
 
 

@@ -131,9 +131,9 @@ def reconcile(
                 f"Reconciliation: {report.status}",
                 [
                     "table",
-                    "expected rows",
-                    "target rows",
-                    "matched rows",
+                    "expected",
+                    "target",
+                    "matched",
                     "missing",
                     "extra",
                     "changed",
