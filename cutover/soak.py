@@ -32,18 +32,27 @@ again) and the rollback fails with the reason; the journal keeps the plan at ``s
 The held verification is bounded by the rows that changed, not by the tables (issue 8: a
 full reverse reconcile held writes 1.45 s at 200 requests/s, ~20 s at 1M licenses). When
 the follower runs in this process it starts recording the legacy keys it writes
-(``ReverseFollower.track``), then the full verification runs live; under the hold only
-the keys the follower wrote since (through the drain) and the keys the live pass found
-differing are compared. A row neither written since nor differing then was equal on both
-sides and neither side changed it: legacy is fenced and every Rune change reaches the
-follower. So a real difference still fails: an untouched one shows in the live pass and is
-rechecked under the hold (an in-flight row that differed live passes once drained). If the
-live pass listed as many differences as a report keeps (``MAX_REPORTED_ROWS``), or no
-follower runs here (``drain_reverse``: another process ran the soak), the verification under
-the hold is full, as before. Limitations: a write to legacy behind the fence after the live
-pass is not seen; and dedup is planned over the whole table, but a dedup outcome
-(``accounts.can_login``) of an untouched row that changed only because a touched row's
-email changed is compared only through the touched row.
+(``ReverseFollower.track``) and each legacy database's binlog position is marked
+(``LegacyBinlogMark.take``: ``SHOW MASTER STATUS``); then the full verification runs live.
+Under the hold, after the drain, the keys compared are: those the follower wrote since,
+those the live pass found differing, and those of every row event in the legacy binlogs
+from the mark to their current end on a table feeding a verified Rune table
+(``LegacyBinlogMark.writes_since``, read with the catch-up's own ``BinlogReader``, so
+bounded by the writes since the live pass; step detail ``legacy_binlog``). A row none of
+those name was equal on both sides in the live pass and neither side changed it since:
+every Rune change reaches the follower, and every legacy change, through the stand-in or
+behind the fence (a cron job, an admin), is in the binlog after the mark (the mark is taken
+before the live pass opens its snapshot, and MariaDB's consistent snapshot shows every
+transaction logged before its binlog position). So a real difference still fails: an
+untouched one shows in the live pass and is rechecked under the hold (an in-flight row that
+differed live passes once drained). The verification under the hold is full, as before, if
+the live pass listed as many differences as a report keeps (``MAX_REPORTED_ROWS``), if no
+follower runs here (``drain_reverse``: another process ran the soak), or if the binlogs
+could not be marked or read to their end (``legacy_binlog.read`` false, with the reason).
+``after_live_pass`` is a test seam between the live pass and the hold. Limitation: dedup is
+planned over the whole table, but a dedup outcome (``accounts.can_login``) of an untouched
+row that changed only because a touched row's email changed is compared only through the
+touched row.
 
 Rows Rune creates during the soak carry legacy keys (decision 0007): ``prepare_reverse``
 seeds ``runeshift.reverse_license_keys`` above legacy's ids, the Rune service takes each
@@ -202,7 +211,8 @@ class StartReverseFollower:
             "start the reverse follower (Rune -> legacy) and wait up to "
             f"{self._timeout_s:.0f} s for its lag to be under {self._lag_threshold_s:.1f} s; "
             "rollback: verify legacy in full, hold writes, drain the reverse stream, verify "
-            "the rows changed since (and those that differed), then switch back"
+            "the rows changed since on either side (the follower's writes, legacy's binlogs) "
+            "and those that differed, then switch back"
         )
 
     def _ensure_running(self) -> Any:
