@@ -27,6 +27,15 @@ all of them. The applier re-derives those from the live source (:mod:`extract.bi
 - a row the target rejects (unique/check violation, often a transient state of the replay)
   is quarantined and retried from the current source row after 1, 2, 4 .. 64 batches.
 
+Exclusion counts (``runeshift.exclusions``) move with the rows, in the same transaction: a
+row an ``exclude_rows`` rule newly drops adds one to its rule, a counted row that stops
+being excluded or is deleted takes one away, and a row applied again in the same state
+(a replayed batch, a re-read) moves nothing. Which keys are counted is kept in
+``runeshift.excluded_keys``: the backfill records every key it excluded with the counts,
+and the applier keeps the record as it moves them. A table backfilled by a version that
+recorded no keys while its rules dropped rows has its counts left alone (noted in the
+stats) until it is backfilled again.
+
 Re-reads can be newer than the stream position; later events for the same rows are still
 in the stream, so the target converges (see :mod:`extract.binlog_source_lookup`).
 """
@@ -52,6 +61,7 @@ from transform.mapping_engine import (
     MappedBatch,
     QuarantinedRow,
     _Evaluation,  # the one expression evaluator; mapping_dedup uses it the same way
+    _filter_mask,  # the one row filter: a row is excluded exactly as map_batch decides
     map_batch,
     source_key_array,
 )
@@ -94,6 +104,17 @@ class ApplyStats:
     rederived: int = 0
     dedup_groups: int = 0
     notes: Counter[str] = field(default_factory=Counter)
+
+
+def excluded_rules(feed: Feed, batch: pa.RecordBatch) -> pa.Array:
+    """Per row of ``batch``, the rule that excludes it (the first that matches, as map_batch), else null."""
+    rules = pa.nulls(batch.num_rows, pa.string())
+    left = pa.array([True] * batch.num_rows, pa.bool_())
+    for flt in feed.exclude_rows:
+        hit = pc.fill_null(pc.and_(left, _filter_mask(batch, flt)), False)
+        rules = pc.if_else(hit, pa.scalar(flt.rule, pa.string()), rules)
+        left = pc.and_(left, pc.invert(hit))
+    return rules
 
 
 def _id_rule(target: TargetMapping, feed: Feed) -> ColumnRule:
@@ -229,6 +250,7 @@ class ChangeApplier:
         self._batch_no = 0
         self._retry_attempts: dict[Key, int] = {}
         self.paused: set[tuple[str, str]] = set()
+        self._counted: dict[FeedId, str | None] = {}  # the backfill whose counts a feed continues
         for target in mappings.targets:
             for feed in target.feeds:
                 for rule in feed.columns:
@@ -386,10 +408,84 @@ class ChangeApplier:
             return
         if depth > 8:
             raise RecursionError(f"dependants of {target.table} nest deeper than 8 levels")
+        if feed.exclude_rows:
+            self._move_exclusions(target, feed, upserts, deletes, stats)
         if feed.primary:
             self._apply_primary(target, feed, upserts, deletes, stats, depth, retrying)
         else:
             self._apply_contributing(target, feed, upserts, deletes, stats)
+
+    # -- exclusion counts ------------------------------------------------------------------
+
+    def _move_exclusions(
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        upserts: Mapping[Key, RawRow],
+        deletes: Mapping[Key, RawRow],
+        stats: ApplyStats,
+    ) -> None:
+        """Move ``runeshift.exclusions`` from what the keys were counted under to what they are now.
+
+        A fresh backfill counts the source rows each rule excludes now: a row newly
+        excluded adds one, a counted row no longer excluded (or deleted) takes one away, a
+        row seen again in the same state (a replayed batch, a re-read) changes nothing.
+        ``runeshift.excluded_keys`` says which keys are counted: the backfill records every
+        key it excluded, and this keeps the record with the counts.
+        """
+        backfill_id = self._counted_backfill(target, feed, stats)
+        if backfill_id is None:
+            return
+        now: dict[str, str | None] = {_key_text(k): None for k in deletes}
+        if upserts:
+            batch = self._decoder(feed).batch(list(upserts.values()))
+            now.update(
+                zip(
+                    source_key_array(batch, feed.key).to_pylist(),
+                    excluded_rules(feed, batch).to_pylist(),
+                    strict=True,
+                )
+            )
+        common = {"source": feed.source, "source_table": feed.table, "target_table": target.table}
+        recorded = control_store.excluded_keys(
+            self.conn, backfill_id=backfill_id, keys=list(now), **common
+        )
+        deltas: Counter[str] = Counter()
+        counted: list[control_store.ExcludedKey] = []
+        forgotten: list[str] = []
+        for key, rule in now.items():
+            known = recorded.get(key)
+            was = known.rule if known is not None else None
+            if was == rule:
+                continue
+            if was is not None:
+                deltas[was] -= 1
+            if rule is None:
+                forgotten.append(key)
+            else:
+                deltas[rule] += 1
+                counted.append(control_store.ExcludedKey(key, key, rule))
+        if not counted and not forgotten:
+            return
+        control_store.record_excluded_keys(self.conn, counted, backfill_id=backfill_id, **common)
+        control_store.forget_excluded_keys(self.conn, keys=forgotten, **common)
+        reasons = {f.rule: f.reason for f in feed.exclude_rows}
+        control_store.move_exclusions(self.conn, deltas, reasons, run_id=self.run_id, **common)
+
+    def _counted_backfill(self, target: TargetMapping, feed: Feed, stats: ApplyStats) -> str | None:
+        """The backfill whose counts of this feed are continued (None: counts left alone)."""
+        fid = self._feed_id(target, feed)
+        if fid not in self._counted:
+            table = control_store.counted_table(self.conn, feed.source, feed.table, target.table)
+            if table is not None and table.counted and not table.recorded:
+                # A backfill made before keys were recorded: which rows it counted is
+                # unknown, and guessing would count a re-read pending row twice.
+                stats.notes[
+                    f"{feed.qualified}: exclusion counts not followed (backfill again)"
+                ] += 1
+                table = None
+            self._counted[fid] = table.backfill_id if table is not None else None
+        return self._counted[fid]
 
     def _ids(self, target: TargetMapping, feed: Feed, rows: Sequence[RawRow]) -> list[str | None]:
         if not rows:

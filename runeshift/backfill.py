@@ -4,8 +4,8 @@ This module is the one place that wires the components together: the
 snapshot readers (extract), the staging store, the mapping engine
 (transform) and the COPY writer and control store (load). Per chunk the
 order is: read -> stage as Parquet -> map -> one Postgres transaction holding
-the chunk's rows, its quarantined rows, its exclusion counts and its
-checkpoint. A crash loses at most the chunk in flight; the next run resumes
+the chunk's rows, its quarantined rows, its exclusion counts (with the keys
+they count, which the catch-up continues) and its checkpoint. A crash loses at most the chunk in flight; the next run resumes
 after the last committed checkpoint and ends identical to an uninterrupted
 run, and a rerun of a finished backfill rewrites nothing (the writer only
 touches rows whose values differ).
@@ -30,6 +30,7 @@ from psycopg import sql
 
 from extract.snapshot_reader import BinlogPosition, SnapshotReader
 from load import copy_writer
+from load.change_applier import excluded_rules
 from load.staging_store import open_staging, parquet_bytes, put_json
 from load.target_schema import current, head_revision
 from runeshift import control_store
@@ -37,7 +38,7 @@ from runeshift.connections import parse_mysql_url, pg_connect
 from runeshift.errors import ConfigError, FatalError
 from runeshift.settings import Settings
 from transform.mapping_dedup import plan_dedup
-from transform.mapping_engine import MappedBatch, QuarantinedRow, map_batch
+from transform.mapping_engine import MappedBatch, QuarantinedRow, map_batch, source_key_array
 from transform.mapping_loader import load_mappings
 from transform.mapping_spec import Feed, MappingSet, TargetMapping
 from transform.sorted_id_set import SortedIdSet
@@ -416,6 +417,9 @@ def _backfill_feed(
     done = control_store.chunk_progress(conn, backfill_id, feed.source, feed.table)
     if done.chunks == 0:
         control_store.reset_exclusions(conn, feed.source, feed.table, target.table)
+        control_store.forget_excluded_keys(
+            conn, source=feed.source, source_table=feed.table, target_table=target.table
+        )
     summary.read, summary.migrated = done.read, done.migrated
     summary.excluded, summary.quarantined = done.excluded, done.quarantined
     losers: dict[str, frozenset[str]] = {}
@@ -480,7 +484,7 @@ def _backfill_feed(
             while (item := to_write.get()) is not None:
                 if abort.is_set():
                     continue
-                number, lower, upper, mapped, encoded, checksum, path = item
+                number, lower, upper, mapped, encoded, excluded, checksum, path = item
                 item = None
                 _commit_chunk(
                     conn,
@@ -489,6 +493,7 @@ def _backfill_feed(
                     mapped,
                     encoded,
                     reasons,
+                    excluded,
                     backfill_id=backfill_id,
                     run_id=run_id,
                     chunk_no=number,
@@ -521,6 +526,7 @@ def _backfill_feed(
                 target, feed, chunk.batch, references=references, dedup_losers=losers
             )
             encoded = encoder.encode(mapped.rows) if encoder is not None else None
+            excluded = _excluded_keys(feed, chunk.batch) if mapped.excluded else None
             # Only what the writer needs travels (not the raw batch), and this thread
             # drops its references before waiting, so at most one chunk per stage lives.
             item = None
@@ -531,12 +537,13 @@ def _backfill_feed(
                     chunk.last_key,
                     mapped,
                     encoded,
+                    excluded,
                     checksum,
                     path,
                 )
             )
             after = chunk.last_key
-            del chunk, mapped, encoded
+            del chunk, mapped, encoded, excluded
             if budget[0] is not None:
                 budget[0] -= 1
     except BaseException:
@@ -604,6 +611,7 @@ def _commit_chunk(
     mapped: MappedBatch,
     encoded: copy_writer.EncodedRows | None,
     reasons: dict[str, str],
+    excluded_keys: tuple[list[str], list[str]] | None,
     *,
     backfill_id: str,
     run_id: str,
@@ -613,7 +621,11 @@ def _commit_chunk(
     checksum: str,
     staged_path: str,
 ) -> None:
-    """One transaction: the chunk's rows, quarantined rows, exclusion counts and checkpoint."""
+    """One transaction: the chunk's rows, quarantined rows, exclusion counts and checkpoint.
+
+    With the counts go the keys they count (``runeshift.excluded_keys``), so the catch-up
+    knows which rows were counted and moves the counts as a fresh backfill's would.
+    """
     quarantined = load_chunk(conn, target, feed, mapped, encoded)
     mapped.quarantined = quarantined
     control_store.quarantine_rows(
@@ -633,6 +645,15 @@ def _commit_chunk(
         source_table=feed.table,
         target_table=target.table,
     )
+    if excluded_keys is not None:
+        control_store.copy_excluded_keys(
+            conn,
+            *excluded_keys,
+            source=feed.source,
+            source_table=feed.table,
+            target_table=target.table,
+            backfill_id=backfill_id,
+        )
     excluded = sum(mapped.excluded.values())
     control_store.record_chunk(
         conn,
@@ -650,6 +671,16 @@ def _commit_chunk(
         staged_path=staged_path,
     )
     conn.commit()
+
+
+def _excluded_keys(feed: Feed, batch: pa.RecordBatch) -> tuple[list[str], list[str]]:
+    """The keys of the rows ``map_batch`` excluded from ``batch``, and the rule of each."""
+    rules = excluded_rules(feed, batch)
+    hit = pc.is_valid(rules)
+    return (
+        source_key_array(batch, feed.key).filter(hit).to_pylist(),
+        rules.filter(hit).to_pylist(),
+    )
 
 
 def load_chunk(

@@ -14,7 +14,7 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -432,6 +432,92 @@ def forget_excluded_keys_before(
         "DELETE FROM runeshift.excluded_keys WHERE source = %s AND backfill_id <> %s",
         (source, backfill_id),
     )
+
+
+def copy_excluded_keys(
+    conn: psycopg.Connection[Any],
+    keys: Sequence[str],
+    rules: Sequence[str],
+    *,
+    source: str,
+    source_table: str,
+    target_table: str,
+    backfill_id: str,
+) -> None:
+    """Record the keys a backfill chunk excluded, each under its rule (the row is its record).
+
+    One COPY: a chunk of a mostly excluded table names as many keys as rows, and one
+    INSERT per key (``record_excluded_keys``) cost more than the chunk's own load. The
+    backfill forgets a table's keys when it starts the table and its chunks never
+    overlap, so a key is never recorded twice.
+    """
+    if not keys:
+        return
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY runeshift.excluded_keys (source, source_table, target_table, source_key, "
+            "record_key, rule, backfill_id) FROM STDIN"
+        ) as copy,
+    ):
+        for key, rule in zip(keys, rules, strict=True):
+            copy.write_row((source, source_table, target_table, key, key, rule, backfill_id))
+
+
+def forget_excluded_keys(
+    conn: psycopg.Connection[Any],
+    *,
+    source: str,
+    source_table: str,
+    target_table: str,
+    keys: Iterable[str] | None = None,
+) -> None:
+    """Forget recorded keys of one table (``keys``; None: all of them, a backfill starting it)."""
+    if keys is None:
+        conn.execute(
+            "DELETE FROM runeshift.excluded_keys WHERE source = %s AND source_table = %s "
+            "AND target_table = %s",
+            (source, source_table, target_table),
+        )
+        return
+    wanted = list(keys)
+    if wanted:
+        conn.execute(
+            "DELETE FROM runeshift.excluded_keys WHERE source = %s AND source_table = %s "
+            "AND target_table = %s AND source_key = ANY(%s)",
+            (source, source_table, target_table, wanted),
+        )
+
+
+@dataclass(frozen=True)
+class CountedTable:
+    """The backfill whose exclusion counts of one table a follower continues."""
+
+    backfill_id: str
+    counted: int  # rows counted under the table's rules now
+    recorded: int  # keys recorded as counted for that backfill
+
+
+def counted_table(
+    conn: psycopg.Connection[Any], source: str, source_table: str, target_table: str
+) -> CountedTable | None:
+    """The latest backfill that loaded ``source_table`` (else ``source``), and what it recorded."""
+    row = conn.execute(
+        "SELECT backfill_id FROM runeshift.backfill_chunks WHERE source = %s AND status = 'loaded' "
+        "ORDER BY (source_table = %s) DESC, loaded_at DESC LIMIT 1",
+        (source, source_table),
+    ).fetchone()
+    if row is None:
+        return None
+    counts = conn.execute(
+        "SELECT (SELECT coalesce(sum(row_count), 0) FROM runeshift.exclusions WHERE source = %s "
+        "AND source_table = %s AND target_table = %s), (SELECT count(*) FROM "
+        "runeshift.excluded_keys WHERE source = %s AND source_table = %s AND target_table = %s "
+        "AND backfill_id = %s AND rule IS NOT NULL)",
+        (source, source_table, target_table, source, source_table, target_table, row[0]),
+    ).fetchone()
+    assert counts is not None
+    return CountedTable(str(row[0]), int(counts[0]), int(counts[1]))
 
 
 DEFERRED_INDEXES = "backfill-deferred-indexes"  # runs.command of a table's deferred index set

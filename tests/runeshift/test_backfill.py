@@ -251,9 +251,12 @@ def test_rerun_changes_nothing(legacy_world, target, tmp_path):
         xmins = pg.execute(
             "SELECT md5(string_agg(xmin::text, ',' ORDER BY id)) FROM rune.licenses"
         ).fetchone()
+    counted = _excluded_keys(target)
+    assert counted, "the sample world has abandoned compile jobs"
     second = run_backfill(settings)
     assert second.backfill_id != first.backfill_id and not second.resumed
     assert _fingerprint(target) == before
+    assert _excluded_keys(target) == counted  # recorded afresh, for the new backfill
     with psycopg.connect(target) as pg:
         assert (
             pg.execute(
@@ -304,10 +307,29 @@ def test_kill_and_resume_at_several_points_ends_identical(legacy_world, pg_serve
     final = run_backfill(_settings(legacy_world, killed_db, tmp_path / "staging"), chunk_rows=250)
     assert final.resumed and final.balanced
     assert _fingerprint(killed_db) == expected
+    assert _excluded_keys(killed_db) == _excluded_keys(reference_db)
     # every index the head schema defines is back, exactly as defined, and none is pending
     assert deferred_seen, "no kill landed while indexes were deferred"
     assert _deferred_indexes(killed_db) == {}
     assert _indexes(killed_db) == head_indexes
+
+
+def _excluded_keys(pg: str) -> dict[tuple[str, str, str], str]:
+    """(source, source table, key) -> the rule a backfill counted it under; per rule as counted."""
+    with psycopg.connect(pg) as conn:
+        rows = conn.execute(
+            "SELECT source, source_table, source_key, rule FROM runeshift.excluded_keys"
+        ).fetchall()
+        counts = conn.execute(
+            "SELECT source, source_table, rule, row_count FROM runeshift.exclusions "
+            "WHERE row_count > 0 AND source <> 'shopify'"
+        ).fetchall()
+    keys = {(s, t, k): rule for s, t, k, rule in rows}
+    per_rule: dict[tuple[str, str, str], int] = {}
+    for s, t, _k, rule in rows:
+        per_rule[(s, t, rule)] = per_rule.get((s, t, rule), 0) + 1
+    assert per_rule == {(s, t, rule): n for s, t, rule, n in counts}
+    return keys
 
 
 def _indexes(pg: str) -> set[tuple[str, str, str]]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from load.target_schema import upgrade
 from runeshift.backfill import run_backfill
@@ -123,6 +124,19 @@ def catch_up(settings: Settings, **kw) -> dict:
     return result.as_dict()
 
 
+def exclusion_counts(pg: str) -> dict[tuple[str, str, str, str], int]:
+    """(source, source table, target table, rule) -> rows counted as excluded.
+
+    A rule that counts no row may have a row of 0 or none (a backfill into an empty
+    database inserts only the rules that dropped something), so zeros are left out.
+    """
+    with psycopg.connect(pg) as conn:
+        rows = conn.execute(
+            "SELECT source, source_table, target_table, rule, row_count FROM runeshift.exclusions"
+        ).fetchall()
+    return {(s, st, t, rule): n for s, st, t, rule, n in rows if n}
+
+
 def assert_equals_fresh_backfill(world, target, pg_server_url, tmp_path):
     reference = fresh_target(pg_server_url, "ref")
     run_backfill(settings_for(world, reference, tmp_path / "ref-staging"))
@@ -137,6 +151,7 @@ def assert_equals_fresh_backfill(world, target, pg_server_url, tmp_path):
             f"target differs from a fresh backfill: {found}; open quarantine: {open_rows}"
         )
     assert fingerprint(target) == fingerprint(reference)
+    assert exclusion_counts(target) == exclusion_counts(reference)
 
 
 def test_catch_up_under_traffic_equals_fresh_backfill(mysql_url, pg_server_url, tmp_path):
@@ -278,4 +293,72 @@ def test_a_follower_starts_at_the_checkpoint_not_at_the_oldest_binlog(
     result = catch_up(settings)
     # nothing but heartbeats (and their table's creation) follows the backfill's position
     assert result["changes_applied"] < 200, result
+    assert_equals_fresh_backfill(world, target, pg_server_url, tmp_path)
+
+
+def test_exclusion_counts_move_as_a_fresh_backfills_would(mysql_url, pg_server_url, tmp_path):
+    world, target, settings = backfilled(mysql_url, pg_server_url, tmp_path, seed=11)
+    rule = ("repo", "compile_jobs", "rune.compile_jobs", "abandoned_compile_job")
+    backfilled_count = exclusion_counts(target)[rule]
+    with psycopg.connect(target) as pg:
+        recorded = pg.execute(
+            "SELECT count(*) FROM runeshift.excluded_keys WHERE source = 'repo' "
+            "AND source_table = 'compile_jobs' AND rule = 'abandoned_compile_job'"
+        ).fetchone()[0]
+        start = pg.execute("SELECT source, position FROM runeshift.source_positions").fetchall()
+    assert recorded == backfilled_count  # the backfill records the keys it counts
+    repo = mysql_connect(world["repo_url"])
+    with repo.cursor() as r:
+        r.execute("SELECT id FROM compile_jobs WHERE state = 'pending' ORDER BY id LIMIT 3")
+        pending = [row[0] for row in r.fetchall()]
+        r.execute(
+            "SELECT id, version_id FROM compile_jobs WHERE state = 'done' ORDER BY id LIMIT 1"
+        )
+        done, version = r.fetchone()
+        assert len(pending) == 3, "the sample world has abandoned jobs"
+        # new pending (+1), pending -> done (-1), done -> pending (+1), pending deleted (-1),
+        # a pending job touched but still pending, then its key changed (0)
+        r.execute("INSERT INTO compile_jobs (version_id, state) VALUES (%s, 'pending')", (version,))
+        r.execute("UPDATE compile_jobs SET state = 'done' WHERE id = %s", (pending[0],))
+        r.execute("UPDATE compile_jobs SET state = 'pending' WHERE id = %s", (done,))
+        r.execute("DELETE FROM compile_jobs WHERE id = %s", (pending[1],))
+        r.execute("UPDATE compile_jobs SET error = 'still nobody' WHERE id = %s", (pending[2],))
+        r.execute("SELECT MAX(id) FROM compile_jobs")
+        (top,) = r.fetchone()
+        r.execute("UPDATE compile_jobs SET id = %s WHERE id = %s", (top + 100, pending[2]))
+    repo.commit()
+
+    def assert_counted_are_pending() -> None:
+        with repo.cursor() as r:
+            r.execute("SELECT id FROM compile_jobs WHERE state = 'pending'")
+            now_pending = {str(row[0]) for row in r.fetchall()}
+        repo.commit()
+        with psycopg.connect(target) as pg:
+            keys = pg.execute(
+                "SELECT source_key FROM runeshift.excluded_keys WHERE source = 'repo' "
+                "AND source_table = 'compile_jobs' AND rule IS NOT NULL"
+            ).fetchall()
+        assert {k for (k,) in keys} == now_pending
+        assert exclusion_counts(target)[rule] == len(now_pending)
+
+    catch_up(settings)
+    assert_counted_are_pending()
+    assert exclusion_counts(target)[rule] == backfilled_count  # +1 -1 +1 -1 +0
+    # Replayed from the backfill's position again: every row is seen in the state it is
+    # recorded in, so nothing moves twice.
+    with psycopg.connect(target) as pg:
+        for source, position in start:
+            pg.execute(
+                "UPDATE runeshift.source_positions SET position = %s WHERE source = %s",
+                (Jsonb(position), source),
+            )
+    catch_up(settings)
+    assert_counted_are_pending()
+    with repo.cursor() as r:  # the job that became pending is deleted
+        r.execute("DELETE FROM compile_jobs WHERE id = %s", (done,))
+    repo.commit()
+    catch_up(settings)
+    assert_counted_are_pending()
+    assert exclusion_counts(target)[rule] == backfilled_count - 1
+    repo.close()
     assert_equals_fresh_backfill(world, target, pg_server_url, tmp_path)
