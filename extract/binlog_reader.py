@@ -3,7 +3,8 @@
 Design note. A reader tracks one thing: the position (file, offset, GTID) just after the
 last *complete* transaction it handed out. It opens the stream there (``log_file`` /
 ``log_pos``), groups ROW events up to the transaction's end (an XID event for InnoDB, a
-``COMMIT`` query for MyISAM/MEMORY statements) and yields them with that end position, so
+``COMMIT`` query for MyISAM/MEMORY statements; ``SAVEPOINT`` and ``ROLLBACK TO`` queries
+are inside one) and yields them with that end position, so
 a consumer that stores the position with the applied changes resumes exactly after them.
 It keeps no state of its own across restarts: the caller passes the stored position in.
 A lost connection (server restart, network) reconnects from the last handed-out position
@@ -34,6 +35,13 @@ _DDL = re.compile(
     r"^\s*(?:/\*.*?\*/\s*)*(ALTER|DROP|RENAME|TRUNCATE|CREATE)\s+(?:ONLINE\s+|IGNORE\s+)?"
     r"(?:TABLE|TABLES)\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?`?(?:(\w+)`?\.`?)?(\w+)`?",
     re.IGNORECASE | re.DOTALL,
+)
+
+
+# Statements MariaDB logs as query events INSIDE a transaction: a SAVEPOINT after the first
+# (the reverse writer sets one per change) and rolling back to one. They do not end it.
+_IN_TRANSACTION = re.compile(
+    r"^\s*(?:SAVEPOINT|ROLLBACK\s+(?:WORK\s+)?TO|RELEASE\s+SAVEPOINT)\b", re.IGNORECASE
 )
 
 
@@ -250,7 +258,7 @@ class BinlogReader:
             end = isinstance(event, XidEvent)
             if isinstance(event, QueryEvent):
                 query = _text(event.query).strip()
-                if query.upper() == "BEGIN":
+                if query.upper() == "BEGIN" or _IN_TRANSACTION.match(query):
                     continue
                 if query.upper() != "COMMIT":
                     match = _DDL.match(query)
