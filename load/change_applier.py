@@ -20,6 +20,15 @@ all of them. The applier re-derives those from the live source (:mod:`extract.bi
   does not feed (a Shopify order) still reference it, it is kept, quarantined as
   ``delete_blocked``, and given its dedup rules' loser values so it contends for nothing;
 - a key change (UPDATE of the primary key) is a delete of the old key and an upsert of the new;
+- rows whose ``on_missing: null`` reference the re-derivation cannot reach (a row the
+  store feeds, such as ``rune.products.script_id``, or a reference matched on a column,
+  such as ``order_items.script_id`` on ``products.script_id``) are unlinked when the row
+  they name goes, level by level, as a fresh backfill would store them, instead of the
+  foreign key blocking the delete. The other way round is a known gap: when the named
+  row appears (a legacy script created after the product that sells it), which rows
+  would now link to it depends on source values such a row does not keep
+  (``products.script_id`` comes from the product's variant SKUs), so they stay NULL until
+  the store follower reads the product again or a backfill runs;
 - a contributing row that goes resets its columns to the column default, as if never set;
 - a change that touches a contested dedup value (old or new) recomputes the winner of
   each touched group from the source and rewrites the group, losers first so the target's
@@ -65,7 +74,7 @@ from transform.mapping_engine import (
     map_batch,
     source_key_array,
 )
-from transform.mapping_spec import ColumnRule, Dedup, Feed, MappingSet, TargetMapping
+from transform.mapping_spec import ColumnRule, Dedup, Feed, MappingSet, Reference, TargetMapping
 
 Key = tuple[bytes | None, ...]
 _UNIQUE_VIOLATION = "duplicate key value violates unique constraint"
@@ -201,6 +210,20 @@ class _Dependant:
     on_missing: str
 
 
+@dataclass(frozen=True)
+class _NullLink:
+    """An ``on_missing: null`` reference that re-deriving dependants does not cover.
+
+    Its rows come from a feed the binlog does not follow (``rune.products.script_id``,
+    fed by the store) or are matched on a column (``order_items.script_id``, matched on
+    ``products.script_id``), so they cannot be re-read from the legacy source by key.
+    """
+
+    table: str
+    column: str
+    reference: Reference
+
+
 class _DedupIndex:
     """Contested-value index of one dedup rule: key -> value, value -> keys, current losers."""
 
@@ -251,15 +274,21 @@ class ChangeApplier:
         self._retry_attempts: dict[Key, int] = {}
         self.paused: set[tuple[str, str]] = set()
         self._counted: dict[FeedId, str | None] = {}  # the backfill whose counts a feed continues
+        self._null_links: list[_NullLink] = []
         for target in mappings.targets:
             for feed in target.feeds:
                 for rule in feed.columns:
                     ref = rule.reference
                     cols = rule.expr.source_columns()
-                    if ref is None or len(cols) != 1 or getattr(ref, "match_on", None):
+                    followed = (feed.source, feed.table) in self.decoders
+                    if ref is None:
                         continue
-                    if (feed.source, feed.table) not in self.decoders:
-                        continue  # not a binlog source (Shopify has its own follower)
+                    if ref.on_missing == "null" and (
+                        not followed or ref.match_on or len(cols) != 1
+                    ):
+                        self._null_links.append(_NullLink(target.table, rule.target, ref))
+                    if len(cols) != 1 or ref.match_on or not followed:
+                        continue  # not re-derivable from a binlog source (Shopify has its own follower)
                     self._dependants.setdefault(ref.table, []).append(
                         _Dependant(target, feed, cols[0], rule.target, ref.on_missing)
                     )
@@ -594,6 +623,7 @@ class ChangeApplier:
             self.refs.leaving.setdefault(target.table, set()).update(gone)
             self._rederive_dependants(target, feed, gone_keys, stats, depth)
             self._purge_stale_dependants(target.table, gone, stats)
+            self._unlink(target.table, "id", gone, stats)
             kept = self._delete_rows(target.table, kind, gone)
             stats.deleted += len(gone) - len(kept)
             if kept and feed.dedup:
@@ -841,6 +871,54 @@ class ChangeApplier:
                 (_params(self._id_kinds[child], stale),),
             )
             stats.deleted += len(stale)
+
+    def _unlink(self, table: str, column: str, values: Sequence[str], stats: ApplyStats) -> None:
+        """NULL the ``on_missing: null`` links to values of ``table.column`` that are going.
+
+        ``values`` are leaving ``column`` (the ids of rows about to be deleted, or a
+        column just unlinked). A fresh backfill, not finding the row, would store NULL: a
+        product whose script is deleted from legacy loses its ``script_id`` (rather than
+        blocking the delete with its foreign key), and then the order lines matched on
+        that ``products.script_id`` lose theirs, unless another row still holds the value.
+        """
+        if not values:
+            return
+        leaving = sorted(self.refs.leaving.get(table, set()))
+        for link in self._null_links:
+            if link.reference.table != table or link.reference.take != column:
+                continue
+            cond = sql.SQL(
+                "d.{c}::text = ANY(%s::text[]) AND NOT EXISTS (SELECT 1 FROM {parent} p "
+                "WHERE p.{take} = d.{c} AND p.id::text <> ALL(%s::text[]))"
+            ).format(
+                c=sql.Identifier(link.column),
+                parent=_ident(table),
+                take=sql.Identifier(column),
+            )
+            args = (list(values), leaving)
+            old = [
+                r[0]
+                for r in self.conn.execute(
+                    sql.SQL("SELECT DISTINCT d.{}::text FROM {} d WHERE ").format(
+                        sql.Identifier(link.column), _ident(link.table)
+                    )
+                    + cond,
+                    args,
+                ).fetchall()
+            ]
+            if not old:
+                continue
+            unlinked = self.conn.execute(
+                sql.SQL("UPDATE {} d SET {} = NULL WHERE ").format(
+                    _ident(link.table), sql.Identifier(link.column)
+                )
+                + cond,
+                args,
+            ).rowcount
+            stats.notes[f"{link.table}.{link.column}: unlinked, its {table} row is gone"] += (
+                unlinked
+            )
+            self._unlink(link.table, link.column, old, stats)
 
     def _dedup_groups(
         self,
