@@ -17,7 +17,6 @@ import sqlalchemy as sa
 
 from runeshift.errors import ConfigError
 
-
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
