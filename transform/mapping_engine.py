@@ -51,9 +51,26 @@ class QuarantinedRow:
     raw_row: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class UnresolvedColumn:
+    """Rows of one column set to NULL because the row their reference names is missing.
+
+    ``wanted`` is aligned with the batch's rows: the id the row wanted (as text), null
+    for rows whose reference resolved or that wanted nothing.
+    """
+
+    referenced_table: str
+    wanted: pa.Array
+
+
 @dataclass
 class MappedBatch:
-    """The result of mapping one batch: target rows and the fate of every source row."""
+    """The result of mapping one batch: target rows and the fate of every source row.
+
+    ``unresolved`` names, per target column referencing by id with ``on_missing: null``,
+    the rows set to NULL and the id each wanted (empty when no row was nulled, the
+    common case), so writers can record them (``runeshift.unresolved_references``).
+    """
 
     target: str
     feed: Feed
@@ -63,10 +80,22 @@ class MappedBatch:
     excluded: Counter[str] = field(default_factory=Counter)
     quarantined: list[QuarantinedRow] = field(default_factory=list)
     notes: Counter[str] = field(default_factory=Counter)
+    unresolved: dict[str, UnresolvedColumn] = field(default_factory=dict)
 
     @property
     def migrated(self) -> int:
         return int(self.rows.num_rows)
+
+
+def null_id_references(feed: Feed) -> dict[str, str]:
+    """The feed's columns referencing by id with ``on_missing: null``: column -> referenced table."""
+    return {
+        rule.target: rule.reference.table
+        for rule in feed.columns
+        if rule.reference is not None
+        and rule.reference.on_missing == "null"
+        and rule.reference.match_on is None
+    }
 
 
 def source_key_array(batch: pa.RecordBatch | pa.Table, key: Sequence[str]) -> pa.Array:
@@ -199,6 +228,7 @@ def map_batch(
 
     ev = _Evaluation(batch)
     out: dict[str, pa.Array] = {}
+    wanted: dict[str, tuple[str, pa.Array]] = {}  # column -> (referenced table, wanted ids)
     errors: list[pa.Array] = []
     id_rule = feed.id_rule or target.id_rule
     id_values, id_errors = ev.run(id_rule.expr, f"{target.table}.id")
@@ -232,6 +262,15 @@ def map_batch(
             n_missing = int(pc.sum(pc.cast(missing, pa.int64())).as_py() or 0)
             if n_missing:
                 if rule.reference.on_missing == "null":
+                    if rule.reference.match_on is None:
+                        wanted[rule.target] = (
+                            rule.reference.table,
+                            pc.if_else(
+                                missing,
+                                pc.cast(values, pa.string()),
+                                pa.scalar(None, pa.string()),
+                            ),
+                        )
                     values = pc.if_else(missing, pa.scalar(None, values.type), values)
                     ev.notes[
                         f"{where}: referenced row missing in {rule.reference.table}, set to NULL"
@@ -278,6 +317,12 @@ def map_batch(
         if bad_rows:
             good = pc.invert(bad)
             out = {name: pc.filter(col, good) for name, col in out.items()}
+            wanted = {name: (ref, pc.filter(w, good)) for name, (ref, w) in wanted.items()}
             keys = pc.filter(keys, good)
     table = pa.table(out)
-    return MappedBatch(target.table, feed, table, keys, read, excluded, quarantined, ev.notes)
+    unresolved = {
+        name: UnresolvedColumn(ref, w) for name, (ref, w) in wanted.items() if w.null_count < len(w)
+    }
+    return MappedBatch(
+        target.table, feed, table, keys, read, excluded, quarantined, ev.notes, unresolved
+    )
