@@ -39,8 +39,8 @@ its children's stay until the next backfill. Customers have no exclusion rules.
 
 References that are NULL while the row they name is missing (``on_missing: null``, such as
 an order line's ``price_id``, the variant with the line's SKU) are resolved again whenever
-the referenced table changes (:class:`RelinkedColumn`): after a products page or a product
-deletion, every line whose ``price_id``/``script_id`` is NULL, points at a row just written
+the referenced table changes (:class:`load.change_applier.NullLinkRelinker`, shared with the
+binlog catch-up): after a products page or a product deletion, every line whose ``price_id``/``script_id`` is NULL, points at a row just written
 or points at nothing is re-evaluated from its own ``sku`` column (the reference's source
 input, kept as it is in the row) and set to what a fresh backfill would link. So a line
 followed before its variant existed, or whose variant's SKU changed, converges too.
@@ -67,7 +67,6 @@ from typing import Any, Literal
 
 import psycopg
 import pyarrow as pa
-import pyarrow.compute as pc
 from psycopg import sql
 
 from extract.shopify_checkpoints import StreamPosition, source_name
@@ -82,6 +81,7 @@ from extract.shopify_record_batches import (
     record_key,
 )
 from extract.shopify_streams import ShopifyRecord, stream_spec
+from load.change_applier import NullLinkRelinker, TargetLookups, relinked_columns
 from runeshift import control_store
 from runeshift.backfill import TableSummary, load_chunk, select_feeds
 from runeshift.connections import pg_connect
@@ -101,7 +101,7 @@ from transform.mapping_identity_merge import (
     plan_identity_merge,
 )
 from transform.mapping_loader import load_mappings
-from transform.mapping_spec import Column, ColumnRule, Feed, MappingSet, Reference, TargetMapping
+from transform.mapping_spec import Feed, MappingSet, TargetMapping
 
 Stream = Literal["customers", "products", "orders"]
 _PARENT_KEY = {"orders": "order_key", "products": "product_key"}  # a child row's record
@@ -195,129 +195,6 @@ class _TransactionCheckpoints:
         self._conn.execute(
             "DELETE FROM runeshift.source_positions WHERE source = %s", (source_name(stream),)
         )
-
-
-class LiveReferences:
-    """Reference checks and lookups answered by the target for just the values asked (no cache).
-
-    The backfill loads whole id sets once per run; a follower applies a few rows at a
-    time for hours, so it asks for the values it has, inside its own transaction (it
-    sees the rows it wrote a moment ago).
-    """
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
-        self._types: dict[tuple[str, str], str] = {}
-
-    def column_type(self, table: str, column: str) -> str:
-        """``format_type`` of a target column (for casts of values passed as text)."""
-        if (table, column) not in self._types:
-            schema, _, name = table.partition(".")
-            row = self._conn.execute(
-                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-                "WHERE a.attrelid = %s::regclass AND a.attname = %s",
-                (f"{schema}.{name}", column),
-            ).fetchone()
-            if row is None:
-                raise ConfigError(f"{table} has no column {column}; run 'runeshift schema upgrade'")
-            self._types[(table, column)] = str(row[0])
-        return self._types[(table, column)]
-
-    def _fetch(self, table: str, match_on: str, take: str, texts: list[str]) -> dict[str, str]:
-        if not texts:
-            return {}
-        schema, _, name = table.partition(".")
-        query = sql.SQL(
-            "SELECT {m}::text, {t}::text FROM {tbl} WHERE {m} = ANY(%s::{typ}[])"
-        ).format(
-            m=sql.Identifier(match_on),
-            t=sql.Identifier(take),
-            tbl=sql.Identifier(schema, name),
-            typ=sql.SQL(self.column_type(table, match_on)),
-        )
-        return {str(r[0]): r[1] for r in self._conn.execute(query, (texts,)).fetchall()}
-
-    def __call__(self, table: str, values: pa.Array) -> pa.Array:
-        texts = [None if v is None else str(v) for v in values.to_pylist()]
-        found = self._fetch(table, "id", "id", sorted({t for t in texts if t is not None}))
-        return pa.array([t is not None and t in found for t in texts], pa.bool_())
-
-    def lookup(self, table: str, match_on: str, take: str, values: pa.Array) -> pa.Array:
-        texts = [None if v is None else str(v) for v in values.to_pylist()]
-        wanted = sorted({t for t in texts if t is not None})
-        found = self._fetch(table, match_on, take, wanted)
-        return pa.array([None if t is None else found.get(t) for t in texts], pa.string())
-
-    def invalidate(self, table: str) -> None:
-        return None  # nothing cached
-
-
-@dataclass(frozen=True)
-class RelinkedColumn:
-    """A store row's reference that is NULL while the row it names is missing.
-
-    ``order_items.price_id`` is the price whose SKU is the line's (``on_missing: null``):
-    a line that arrives before its variant is stored with NULL, and a fresh backfill run
-    after the variant appeared would link it. The follower resolves such references again
-    whenever the referenced table changes, from the row's own target columns that carry
-    the reference's source inputs (``inputs``: source column -> target column, here
-    ``sku`` -> ``sku``), so it needs neither the store nor the line's order.
-    """
-
-    table: str
-    rule: ColumnRule
-    reference: Reference
-    inputs: tuple[tuple[str, str], ...]
-
-    @property
-    def column(self) -> str:
-        return self.rule.target
-
-    @property
-    def matched_on(self) -> str:
-        return self.reference.match_on or "id"
-
-
-def relinked_columns(feeds: Sequence[tuple[TargetMapping, Feed]]) -> list[RelinkedColumn]:
-    """The ``on_missing: null`` references between the store's own targets.
-
-    Raises:
-        ConfigError: such a reference's source input is not kept as it is in a column of
-            its row, so the follower could not resolve it again.
-    """
-    written = {target.table for target, _ in feeds}
-    links: list[RelinkedColumn] = []
-    for target, feed in feeds:
-        for rule in feed.columns:
-            ref = rule.reference
-            if ref is None or ref.on_missing != "null" or ref.table not in written:
-                continue
-            inputs = tuple(
-                (name, _carrier(target, feed, rule, name))
-                for name in dict.fromkeys(rule.expr.source_columns())
-            )
-            links.append(RelinkedColumn(target.table, rule, ref, inputs))
-    return links
-
-
-def _carrier(target: TargetMapping, feed: Feed, rule: ColumnRule, source_column: str) -> str:
-    """The target column that holds ``source_column`` as it is (``sku: sku``)."""
-    for other in feed.columns:
-        if (
-            isinstance(other.expr, Column)
-            and other.expr.name == source_column
-            and other.reference is None
-            and other.if_null is None
-        ):
-            return other.target
-    assert rule.reference is not None
-    raise ConfigError(
-        f"{rule.where}: {target.table}.{rule.target} references {rule.reference.table} with "
-        f"on_missing null, but no column of {target.table} keeps its source column "
-        f"{source_column} as it is; the Shopify follower resolves the reference again from the "
-        f"row when {rule.reference.table} changes: map '{source_column}: {source_column}' to a "
-        "column, or make the reference on_missing quarantine"
-    )
 
 
 def excluded_by(feed: Feed, batch: pa.RecordBatch) -> dict[str, str | None]:
@@ -543,8 +420,10 @@ class StoreChangeApplier:
         self.by_table = {f.table: (t, f) for t, f in feeds if f.source == STORE_SOURCE}
         self.run_id = run_id
         self.fetch = fetch
-        self.references = LiveReferences(conn)
-        self.links = relinked_columns(list(self.by_table.values()))
+        self.references = TargetLookups(conn)
+        self.relinker = NullLinkRelinker(
+            conn, relinked_columns(list(self.by_table.values())), self.references
+        )
         self.exclusions = ExclusionBook(conn, run_id)
 
     def streams(self) -> list[str]:
@@ -589,7 +468,7 @@ class StoreChangeApplier:
             if table == tables[0]:
                 counts.deleted += self._forget_excluded(stream, target, mapped, set(latest))
         counts.deleted += self._forget_children(stream, flat.batches, set(latest))
-        counts.relinked += self._relink(written)
+        counts.relinked += self.relinker.relink(written)
         if stream == "orders" and "order_line_items" in self.by_table:
             self._link_licenses(sorted(latest))
         counts.clean_keys = set(latest) - bad
@@ -611,7 +490,7 @@ class StoreChangeApplier:
         deleted = self._forget_children(stream, {}, set(keys), everything=True)
         self._unlink(target.table, ids)
         deleted += self._delete_ids(target.table, ids)
-        self._relink(
+        self.relinker.relink(
             {self.by_table[t][0].table: None for t in STREAM_TABLES[stream] if t in self.by_table}
         )
         return deleted
@@ -709,7 +588,7 @@ class StoreChangeApplier:
 
     def _unlink(self, table: str, ids: Sequence[str]) -> None:
         """NULL the ``on_missing: null`` references to rows about to be deleted (foreign keys)."""
-        for link in self.links:
+        for link in self.relinker.links:
             if link.reference.table != table or link.reference.take != "id" or not ids:
                 continue
             schema, _, name = link.table.partition(".")
@@ -719,116 +598,6 @@ class StoreChangeApplier:
                 ),
                 (list(ids),),
             )
-
-    def _relink(self, written: dict[str, pa.Table | None]) -> int:
-        """Resolve again the references to tables just written (their rows) or deleted from (None).
-
-        What a fresh backfill would link now: a line NULLed because its variant was
-        missing gets the variant that appeared; a line pointing at a variant whose SKU
-        changed, or at nothing any more, gets whatever its SKU names now (or NULL).
-        """
-        moved = 0
-        for link in self.links:
-            if link.reference.table not in written:
-                continue
-            rows = written[link.reference.table]
-            take = link.reference.take
-            touched = (
-                [str(v) for v in rows.column(take).to_pylist() if v is not None]
-                if rows is not None and take in rows.column_names
-                else []
-            )
-            moved += self._relink_column(link, touched)
-        return moved
-
-    def _relink_column(self, link: RelinkedColumn, touched: list[str]) -> int:
-        """One reference column: its unsure rows' inputs, evaluated and resolved, then set."""
-        stale = self._unsure_condition(link, touched)
-        inputs = self._distinct_inputs(link, stale)
-        if not inputs:
-            return 0
-        batch = pa.record_batch(
-            {
-                source: pa.array([row[i] for row in inputs], pa.string())
-                for i, (source, _) in enumerate(link.inputs)
-            }
-        )
-        values, _errors = _Evaluation(batch).run(link.rule.expr, f"{link.table}.{link.column}")
-        if link.rule.if_null is not None:
-            values = pc.fill_null(values, pa.scalar(link.rule.if_null).cast(values.type))
-        resolved = self._resolve(link.reference, values)
-        return self._set_links(link, stale, inputs, resolved.to_pylist())
-
-    def _unsure_condition(self, link: RelinkedColumn, touched: list[str]) -> sql.Composable:
-        """Rows of ``link.table`` (alias ``d``) whose reference a change may have moved.
-
-        NULL (its row may have appeared), pointing at a row just written (its match value
-        may have changed), or pointing at nothing (the row it named is gone).
-        """
-        schema, _, name = link.reference.table.partition(".")
-        return sql.SQL(
-            "(d.{c} IS NULL OR d.{c}::text = ANY({touched}::text[]) OR NOT EXISTS "
-            "(SELECT 1 FROM {parent} p WHERE p.{take} = d.{c}))"
-        ).format(
-            c=sql.Identifier(link.column),
-            touched=sql.Literal(touched),
-            parent=sql.Identifier(schema, name),
-            take=sql.Identifier(link.reference.take),
-        )
-
-    def _distinct_inputs(
-        self, link: RelinkedColumn, unsure: sql.Composable
-    ) -> list[tuple[str | None, ...]]:
-        schema, _, name = link.table.partition(".")
-        query = sql.SQL("SELECT DISTINCT {cols} FROM {tbl} d WHERE {unsure}").format(
-            cols=sql.SQL(", ").join(
-                sql.SQL("d.{}::text").format(sql.Identifier(carrier)) for _, carrier in link.inputs
-            ),
-            tbl=sql.Identifier(schema, name),
-            unsure=unsure,
-        )
-        return [tuple(row) for row in self.conn.execute(query).fetchall()]
-
-    def _resolve(self, reference: Reference, values: pa.Array) -> pa.Array:
-        """What ``map_batch`` stores for these values: the matched row's ``take``, else NULL."""
-        if reference.match_on is not None:
-            return self.references.lookup(
-                reference.table, reference.match_on, reference.take, values
-            )
-        texts = pc.cast(values, pa.string())
-        exists = pc.fill_null(self.references(reference.table, texts), False)
-        return pc.if_else(exists, texts, pa.scalar(None, pa.string()))
-
-    def _set_links(
-        self,
-        link: RelinkedColumn,
-        unsure: sql.Composable,
-        inputs: list[tuple[str | None, ...]],
-        resolved: list[str | None],
-    ) -> int:
-        schema, _, name = link.table.partition(".")
-        names = [f"i{i}" for i in range(len(link.inputs))]
-        typ = sql.SQL(self.references.column_type(link.table, link.column))
-        query = sql.SQL(
-            "UPDATE {tbl} d SET {c} = v.resolved::{typ} "
-            "FROM unnest({arrays}, %s::text[]) AS v({names}, resolved) "
-            "WHERE {matches} AND {unsure} AND d.{c} IS DISTINCT FROM v.resolved::{typ}"
-        ).format(
-            tbl=sql.Identifier(schema, name),
-            c=sql.Identifier(link.column),
-            typ=typ,
-            arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in names),
-            names=sql.SQL(", ").join(sql.Identifier(n) for n in names),
-            matches=sql.SQL(" AND ").join(
-                sql.SQL("d.{}::text IS NOT DISTINCT FROM v.{}").format(
-                    sql.Identifier(carrier), sql.Identifier(n)
-                )
-                for (_, carrier), n in zip(link.inputs, names, strict=True)
-            ),
-            unsure=unsure,
-        )
-        columns = [[row[i] for row in inputs] for i in range(len(names))]
-        return self.conn.execute(query, (*columns, resolved)).rowcount
 
     def _link_licenses(self, order_keys: list[str]) -> None:
         """What ``store_backfill._link_licenses`` does, for the changed orders' lines."""
