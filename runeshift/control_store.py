@@ -14,16 +14,20 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from runeshift import __version__
-from transform.mapping_engine import QuarantinedRow
+from runeshift.errors import ConfigError
+from transform.mapping_engine import MappedBatch, QuarantinedRow, null_id_references
 
 
 def start_run(
@@ -579,3 +583,233 @@ def indexes_rebuilt(conn: psycopg.Connection[Any], table: str) -> None:
         "WHERE command = %s AND status = 'running' AND args->>'table' = %s",
         (DEFERRED_INDEXES, table),
     )
+
+
+# -- references stored NULL while the row they name is missing ---------------------------
+
+# pg_advisory_xact_lock(classid, objid) key space, objid = hashtext(referenced table): a
+# writer recording entries and a writer inserting the rows they name (the store follower
+# and the binlog catch-up run in parallel) take it in turn, so neither misses the other.
+_UNRESOLVED_LOCK = 0x52554E45
+
+
+@dataclass(frozen=True)
+class WantedReference:
+    """A target row whose ``column`` was stored NULL: the id it wanted in ``referenced_table``."""
+
+    row_id: str
+    column: str
+    referenced_table: str
+    wanted_value: str
+
+
+Resolved = dict[tuple[str, str], list[str]]  # (target table, column) -> ids of rows linked
+
+
+def record_unresolved(
+    conn: psycopg.Connection[Any],
+    target_table: str,
+    columns: Sequence[str],
+    row_ids: Callable[[], Sequence[str]],
+    wanted: Sequence[WantedReference],
+    leaving: Mapping[str, set[str]] | None = None,
+) -> Resolved:
+    """Record what ``row_ids`` (just written) wanted in ``columns``, replacing what they had.
+
+    ``columns`` are the written columns that reference by id with ``on_missing: null``;
+    ``wanted`` the rows among ``row_ids`` (called only when needed: building the list of
+    a large chunk costs more than the lookup) stored NULL in one of them. Entries of the other
+    rows are deleted (their reference resolved, or they want nothing now). Costs nothing
+    but one indexed lookup when no row was nulled and ``target_table`` has no entries.
+    A wanted row that another transaction inserted since this one looked is linked now
+    (returned like :func:`resolve_unresolved`'s result), unless it is in ``leaving``
+    (table -> ids this transaction is about to delete: its dependants were nulled first).
+    """
+    if not columns:
+        return {}
+    if not wanted and not _has_unresolved(conn, "target_table", target_table):
+        return {}
+    conn.execute(
+        'DELETE FROM runeshift.unresolved_references WHERE target_table = %s AND "column" = ANY(%s) '
+        "AND row_id = ANY(%s)",
+        (target_table, list(columns), list(row_ids())),
+    )
+    if not wanted:
+        return {}
+    by_table: dict[str, set[str]] = {}
+    for w in wanted:
+        by_table.setdefault(w.referenced_table, set()).add(w.wanted_value)
+    for table in sorted(by_table):
+        _lock_unresolved(conn, table)
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            'COPY runeshift.unresolved_references (target_table, row_id, "column", '
+            "referenced_table, wanted_value) FROM STDIN"
+        ) as copy,
+    ):
+        for w in {(w.row_id, w.column): w for w in wanted}.values():
+            copy.write_row((target_table, w.row_id, w.column, w.referenced_table, w.wanted_value))
+    resolved: Resolved = {}
+    for table, values in sorted(by_table.items()):
+        going = (leaving or {}).get(table, set())
+        present = [i for i in _present_ids(conn, table, sorted(values)) if i not in going]
+        for link, ids in _resolve_locked(conn, table, present).items():
+            resolved.setdefault(link, []).extend(ids)
+    return resolved
+
+
+def record_unresolved_of(
+    conn: psycopg.Connection[Any],
+    mapped: MappedBatch,
+    landed: pa.Array | None,
+    leaving: Mapping[str, set[str]] | None = None,
+) -> Resolved:
+    """:func:`record_unresolved` for the rows of ``mapped`` that were written (``landed``; None: all).
+
+    Nothing is computed for a feed without ``on_missing: null`` references by id; a
+    batch that nulled nothing costs one indexed lookup (to forget entries its rows resolved).
+    """
+    columns = null_id_references(mapped.feed)
+    if not columns:
+        return {}
+    wanted: list[WantedReference] = []
+    for column, unresolved in mapped.unresolved.items():
+        hit = pc.is_valid(unresolved.wanted)
+        if landed is not None:
+            hit = pc.and_(hit, landed)
+        ids = mapped.rows.column("id").filter(hit).to_pylist()
+        values = unresolved.wanted.filter(hit).to_pylist()
+        wanted.extend(
+            WantedReference(str(i), column, unresolved.referenced_table, str(v))
+            for i, v in zip(ids, values, strict=True)
+        )
+    return record_unresolved(
+        conn, mapped.target, sorted(columns), lambda: _written_ids(mapped, landed), wanted, leaving
+    )
+
+
+def resolve_unresolved_by(
+    conn: psycopg.Connection[Any], mapped: MappedBatch, landed: pa.Array | None
+) -> Resolved:
+    """:func:`resolve_unresolved` for the rows of ``mapped`` that were written."""
+    return resolve_unresolved(conn, mapped.target, lambda: _written_ids(mapped, landed))
+
+
+def _written_ids(mapped: MappedBatch, landed: pa.Array | None) -> list[str]:
+    ids = mapped.rows.column("id")
+    if landed is not None:
+        ids = ids.filter(landed)
+    return [str(v) for v in ids.to_pylist() if v is not None]
+
+
+def resolve_unresolved(
+    conn: psycopg.Connection[Any], referenced_table: str, ids: Callable[[], Sequence[str]]
+) -> Resolved:
+    """Link the rows that wanted ``ids``, just written to ``referenced_table``; forget their entries.
+
+    Called by every writer after inserting rows into a table an ``on_missing: null``
+    reference by id names, in the same transaction. Returns, per (target table, column),
+    the rows whose column was set, for the caller's relinking of references matched on it.
+    ``ids`` is called only when entries wait for ``referenced_table``.
+    """
+    _lock_unresolved(conn, referenced_table)
+    if not _has_unresolved(conn, "referenced_table", referenced_table):
+        return {}
+    return _resolve_locked(conn, referenced_table, ids())
+
+
+def forget_unresolved(
+    conn: psycopg.Connection[Any], target_table: str, row_ids: Sequence[str]
+) -> None:
+    """Deleted rows want nothing any more."""
+    if row_ids and _has_unresolved(conn, "target_table", target_table):
+        conn.execute(
+            "DELETE FROM runeshift.unresolved_references WHERE target_table = %s AND row_id = ANY(%s)",
+            (target_table, list(row_ids)),
+        )
+
+
+def unresolved_references(
+    conn: psycopg.Connection[Any], target_table: str
+) -> list[WantedReference]:
+    """The recorded entries of ``target_table`` (for tests and reports)."""
+    rows = conn.execute(
+        'SELECT row_id, "column", referenced_table, wanted_value FROM runeshift.unresolved_references '
+        'WHERE target_table = %s ORDER BY row_id, "column"',
+        (target_table,),
+    ).fetchall()
+    return [WantedReference(*row) for row in rows]
+
+
+def _lock_unresolved(conn: psycopg.Connection[Any], referenced_table: str) -> None:
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_UNRESOLVED_LOCK, referenced_table)
+    )
+
+
+def _has_unresolved(conn: psycopg.Connection[Any], column: str, table: str) -> bool:
+    query = {
+        "target_table": "SELECT EXISTS (SELECT 1 FROM runeshift.unresolved_references "
+        "WHERE target_table = %s)",
+        "referenced_table": "SELECT EXISTS (SELECT 1 FROM runeshift.unresolved_references "
+        "WHERE referenced_table = %s)",
+    }[column]
+    row = conn.execute(query, (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def _present_ids(conn: psycopg.Connection[Any], table: str, ids: Sequence[str]) -> list[str]:
+    schema, _, name = table.partition(".")
+    rows = conn.execute(
+        sql.SQL("SELECT id::text FROM {} WHERE id = ANY(CAST(%s AS {}[]))").format(
+            sql.Identifier(schema, name), sql.SQL(_column_type(conn, table, "id"))
+        ),
+        (list(ids),),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _resolve_locked(
+    conn: psycopg.Connection[Any], referenced_table: str, ids: Sequence[str]
+) -> Resolved:
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "DELETE FROM runeshift.unresolved_references WHERE referenced_table = %s "
+        'AND wanted_value = ANY(%s) RETURNING target_table, "column", row_id, wanted_value',
+        (referenced_table, list(ids)),
+    ).fetchall()
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for table, column, row_id, value in rows:
+        groups.setdefault((str(table), str(column)), []).append((str(row_id), str(value)))
+    resolved: Resolved = {}
+    for (table, column), pairs in sorted(groups.items()):
+        schema, _, name = table.partition(".")
+        linked = conn.execute(
+            sql.SQL(
+                "UPDATE {tbl} d SET {c} = CAST(v.wanted AS {typ}) "
+                "FROM unnest(%s::text[], %s::text[]) AS v(row_id, wanted) "
+                "WHERE d.id = CAST(v.row_id AS {id_typ}) AND d.{c} IS NULL RETURNING d.id::text"
+            ).format(
+                tbl=sql.Identifier(schema, name),
+                c=sql.Identifier(column),
+                typ=sql.SQL(_column_type(conn, table, column)),
+                id_typ=sql.SQL(_column_type(conn, table, "id")),
+            ),
+            ([p[0] for p in pairs], [p[1] for p in pairs]),
+        ).fetchall()
+        if linked:
+            resolved[(table, column)] = [str(r[0]) for r in linked]
+    return resolved
+
+
+def _column_type(conn: psycopg.Connection[Any], table: str, column: str) -> str:
+    row = conn.execute(
+        "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "WHERE a.attrelid = %s::regclass AND a.attname = %s",
+        (table, column),
+    ).fetchone()
+    if row is None:
+        raise ConfigError(f"{table} has no column {column}; run 'runeshift schema upgrade'")
+    return str(row[0])
