@@ -24,11 +24,14 @@ all of them. The applier re-derives those from the live source (:mod:`extract.bi
   store feeds, such as ``rune.products.script_id``, or a reference matched on a column,
   such as ``order_items.script_id`` on ``products.script_id``) are unlinked when the row
   they name goes, level by level, as a fresh backfill would store them, instead of the
-  foreign key blocking the delete. The other way round is a known gap: when the named
-  row appears (a legacy script created after the product that sells it), which rows
-  would now link to it depends on source values such a row does not keep
-  (``products.script_id`` comes from the product's variant SKUs), so they stay NULL until
-  the store follower reads the product again or a backfill runs;
+  foreign key blocking the delete (an id link unlinked so is recorded as below). The
+  other way round: every writer records in ``runeshift.unresolved_references`` the id
+  a reference by id stored NULL (``on_missing: null``) wanted, since the row may not
+  keep the source values it came from (``products.script_id`` comes from the product's
+  variant SKUs). Rows written into the referenced table (a legacy script created after
+  the product that sells it) link the rows that wanted them, in the same transaction,
+  and the references matched on the linked column (``order_items.script_id`` on
+  ``products.script_id``) are resolved again (:class:`NullLinkRelinker`);
 - a contributing row that goes resets its columns to the column default, as if never set;
 - a change that touches a contested dedup value (old or new) recomputes the winner of
   each touched group from the source and rewrites the group, losers first so the target's
@@ -544,6 +547,15 @@ class ChangeApplier:
         self.paused: set[tuple[str, str]] = set()
         self._counted: dict[FeedId, str | None] = {}  # the backfill whose counts a feed continues
         self._null_links: list[_NullLink] = []
+        # References matched on a column (order_items.script_id on products.script_id):
+        # relinked when that column is set because the row it names appeared.
+        self._relinker = NullLinkRelinker(
+            conn,
+            relinked_columns(
+                [(t, f) for t in mappings.targets for f in t.feeds], matched_only=True
+            ),
+            TargetLookups(conn),
+        )
         for target in mappings.targets:
             for feed in target.feeds:
                 for rule in feed.columns:
@@ -818,6 +830,7 @@ class ChangeApplier:
         try:
             with self.conn.transaction():
                 self.conn.execute(statement, (_params(kind, ids),))
+            control_store.forget_unresolved(self.conn, table, ids)
             return {}
         except psycopg.errors.ForeignKeyViolation:
             pass
@@ -831,7 +844,17 @@ class ChangeApplier:
                     f"source row deleted, but {table} row is still referenced "
                     f"({exc.diag.constraint_name}); kept"
                 )
+        control_store.forget_unresolved(self.conn, table, [i for i in ids if i not in kept])
         return kept
+
+    def _relink_resolved(self, resolved: control_store.Resolved, stats: ApplyStats) -> None:
+        """After NULL references were set to a row that appeared, relink what is matched on them."""
+        for (table, column), ids in resolved.items():
+            stats.notes[f"{table}.{column}: linked, the row it names appeared"] += len(ids)
+        if resolved:
+            moved = self._relinker.relink({table: None for table, _ in resolved})
+            if moved:
+                stats.notes["references matched on a linked column: relinked"] += moved
 
     def _retire(self, target: TargetMapping, feed: Feed, images: Sequence[RawRow]) -> None:
         """Give rows kept after a blocked delete every dedup rule's loser values.
@@ -913,6 +936,26 @@ class ChangeApplier:
             rejected_keys = [k for k, _ in rejected]
             transient = [k for k, reason in rejected if _UNIQUE_VIOLATION in reason]
             stats.upserted += mapped.rows.num_rows - len(rejected_keys)
+            landed_mask = (
+                pc.invert(
+                    pc.fill_null(
+                        pc.is_in(
+                            mapped.source_keys, value_set=pa.array(rejected_keys, pa.string())
+                        ),
+                        False,
+                    )
+                )
+                if rejected_keys
+                else None
+            )
+            resolved = control_store.record_unresolved_of(
+                self.conn, mapped, landed_mask, self.refs.leaving
+            )
+            for link, ids in control_store.resolve_unresolved_by(
+                self.conn, mapped, landed_mask
+            ).items():
+                resolved.setdefault(link, []).extend(ids)
+            self._relink_resolved(resolved, stats)
         if transient:
             # Usually a stale row elsewhere whose fix is still ahead in the stream: try again
             # after 1, 2, 4 .. 64 batches.
@@ -1002,7 +1045,14 @@ class ChangeApplier:
         good = mapped.source_keys.to_pylist()
         landed: list[str] = []
         if mapped.rows.num_rows:
-            present = copy_writer.update_columns(self.conn, target.table, mapped.rows).to_pylist()
+            present_mask = copy_writer.update_columns(self.conn, target.table, mapped.rows)
+            self._relink_resolved(
+                control_store.record_unresolved_of(
+                    self.conn, mapped, present_mask, self.refs.leaving
+                ),
+                stats,
+            )
+            present = present_mask.to_pylist()
             for key, here in zip(good, present, strict=True):
                 if here:
                     landed.append(key)
@@ -1177,6 +1227,23 @@ class ChangeApplier:
             ]
             if not old:
                 continue
+            if link.reference.match_on is None:
+                # What a backfill run once the row is back would link again (it may return
+                # with the same id): recorded as a reference stored NULL while it is missing.
+                self.conn.execute(
+                    sql.SQL(
+                        "INSERT INTO runeshift.unresolved_references (target_table, row_id, "
+                        '"column", referenced_table, wanted_value) '
+                        "SELECT %s, d.id::text, %s, %s, d.{}::text FROM {} d WHERE "
+                    ).format(sql.Identifier(link.column), _ident(link.table))
+                    + cond
+                    + sql.SQL(
+                        ' ON CONFLICT (target_table, row_id, "column") DO UPDATE SET '
+                        "referenced_table = EXCLUDED.referenced_table, "
+                        "wanted_value = EXCLUDED.wanted_value"
+                    ),
+                    (link.table, link.column, table, *args),
+                )
             unlinked = self.conn.execute(
                 sql.SQL("UPDATE {} d SET {} = NULL WHERE ").format(
                     _ident(link.table), sql.Identifier(link.column)

@@ -5,7 +5,10 @@ snapshot readers (extract), the staging store, the mapping engine
 (transform) and the COPY writer and control store (load). Per chunk the
 order is: read -> stage as Parquet -> map -> one Postgres transaction holding
 the chunk's rows, its quarantined rows, its exclusion counts (with the keys
-they count, which the catch-up continues) and its checkpoint. A crash loses at most the chunk in flight; the next run resumes
+they count, which the catch-up continues), the ids its ``on_missing: null``
+references wanted and did not find (``runeshift.unresolved_references``, which
+the rows' referenced tables resolve when written, see :func:`write_chunk`) and
+its checkpoint. A crash loses at most the chunk in flight; the next run resumes
 after the last committed checkpoint and ends identical to an uninterrupted
 run, and a rerun of a finished backfill rewrites nothing (the writer only
 touches rows whose values differ).
@@ -691,9 +694,35 @@ def load_chunk(
     encoded: copy_writer.EncodedRows | None = None,
 ) -> list[QuarantinedRow]:
     """Write the mapped rows; return every quarantined row (mapping's and target's rejects)."""
+    return write_chunk(conn, target, feed, mapped, encoded).quarantined
+
+
+@dataclass
+class WrittenChunk:
+    """What :func:`write_chunk` did beyond the rows: quarantine, and references it linked."""
+
+    quarantined: list[QuarantinedRow]
+    # (target table, column) -> rows whose NULL reference now names a row this chunk wrote
+    resolved: control_store.Resolved = field(default_factory=dict)
+
+
+def write_chunk(
+    conn: psycopg.Connection[Any],
+    target: TargetMapping,
+    feed: Feed,
+    mapped: MappedBatch,
+    encoded: copy_writer.EncodedRows | None = None,
+) -> WrittenChunk:
+    """Write the mapped rows, record the references stored NULL, link those naming these rows.
+
+    ``runeshift.unresolved_references`` keeps what each row nulled by ``on_missing: null``
+    wanted (see :func:`runeshift.control_store.record_unresolved`), and rows inserted into
+    a table such a reference names link the rows that wanted them, as a fresh backfill
+    would. The caller relinks what is matched on the columns set (``resolved``).
+    """
     quarantined = list(mapped.quarantined)
     if mapped.rows.num_rows == 0:
-        return quarantined
+        return WrittenChunk(quarantined)
     if feed.primary:
         rejected = copy_writer.upsert_rows(conn, target.table, mapped.rows, encoded=encoded)
         for r in rejected:
@@ -701,7 +730,16 @@ def load_chunk(
             quarantined.append(
                 QuarantinedRow(key, "rejected_by_target", r.reason, {"source_key": key})
             )
-        return quarantined
+        landed = None
+        if rejected:
+            flags = [True] * mapped.rows.num_rows
+            for r in rejected:
+                flags[r.index] = False
+            landed = pa.array(flags, pa.bool_())
+        resolved = control_store.record_unresolved_of(conn, mapped, landed)
+        for link, ids in control_store.resolve_unresolved_by(conn, mapped, landed).items():
+            resolved.setdefault(link, []).extend(ids)
+        return WrittenChunk(quarantined, resolved)
     present = copy_writer.update_columns(conn, target.table, mapped.rows)
     missing = pc.invert(present)
     for i, flag in enumerate(missing.to_pylist()):
@@ -715,4 +753,4 @@ def load_chunk(
                     {"source_key": key},
                 )
             )
-    return quarantined
+    return WrittenChunk(quarantined, control_store.record_unresolved_of(conn, mapped, present))

@@ -43,7 +43,11 @@ the referenced table changes (:class:`load.change_applier.NullLinkRelinker`, sha
 binlog catch-up): after a products page or a product deletion, every line whose ``price_id``/``script_id`` is NULL, points at a row just written
 or points at nothing is re-evaluated from its own ``sku`` column (the reference's source
 input, kept as it is in the row) and set to what a fresh backfill would link. So a line
-followed before its variant existed, or whose variant's SKU changed, converges too.
+followed before its variant existed, or whose variant's SKU changed, converges too. A
+reference by id stored NULL (``products.script_id`` while legacy has no such script) is
+recorded with the id it wanted in ``runeshift.unresolved_references`` by the shared chunk
+writer (``runeshift.backfill.write_chunk``), so whichever writer later inserts the named row
+links it (and the lines matched on it); rows the follower deletes lose their entries.
 
 Who calls it: ``runeshift.sync.run_sync`` runs one :class:`ShopifyFollower` thread beside
 the binlog followers when a Shopify base URL is configured; the webhook receiver
@@ -83,7 +87,7 @@ from extract.shopify_record_batches import (
 from extract.shopify_streams import ShopifyRecord, stream_spec
 from load.change_applier import NullLinkRelinker, TargetLookups, relinked_columns
 from runeshift import control_store
-from runeshift.backfill import TableSummary, load_chunk, select_feeds
+from runeshift.backfill import TableSummary, select_feeds, write_chunk
 from runeshift.connections import pg_connect
 from runeshift.errors import ConfigError, TransientError
 from runeshift.settings import Settings
@@ -453,6 +457,7 @@ class StoreChangeApplier:
             counted[table] = self.exclusions.counted(stream, *self.by_table[table], batch, parent)
         bad: set[str] = set()
         written: dict[str, pa.Table | None] = {}
+        linked: set[str] = set()  # tables whose NULL references were set (a named row appeared)
         for table in tables:
             target, feed = self.by_table[table]
             mapped = map_batch(
@@ -462,12 +467,14 @@ class StoreChangeApplier:
                 references=self.references,
                 lookups=self.references.lookup,
             )
-            bad |= self._write(target, feed, mapped, counts)
+            bad |= self._write(target, feed, mapped, counts, linked)
             self.exclusions.settle(counted[table], excluded_by(feed, flat.batches[table]))
             written[target.table] = mapped.rows
             if table == tables[0]:
                 counts.deleted += self._forget_excluded(stream, target, mapped, set(latest))
         counts.deleted += self._forget_children(stream, flat.batches, set(latest))
+        for table in linked:
+            written.setdefault(table, None)
         counts.relinked += self.relinker.relink(written)
         if stream == "orders" and "order_line_items" in self.by_table:
             self._link_licenses(sorted(latest))
@@ -498,10 +505,22 @@ class StoreChangeApplier:
     # -- writing -----------------------------------------------------------------
 
     def _write(
-        self, target: TargetMapping, feed: Feed, mapped: MappedBatch, counts: ApplyCounts
+        self,
+        target: TargetMapping,
+        feed: Feed,
+        mapped: MappedBatch,
+        counts: ApplyCounts,
+        linked: set[str] | None = None,
     ) -> set[str]:
-        """Rows, quarantine and its resolution; returns the keys that did not map cleanly."""
-        quarantined = load_chunk(self.conn, target, feed, mapped)
+        """Rows, quarantine and its resolution; returns the keys that did not map cleanly.
+
+        Tables whose NULL references the rows linked (they name a row just written) are
+        added to ``linked``, for relinking what is matched on them.
+        """
+        written = write_chunk(self.conn, target, feed, mapped)
+        quarantined = written.quarantined
+        if linked is not None:
+            linked.update(table for table, _ in written.resolved)
         common = {
             "source": feed.source,
             "source_table": feed.table,
@@ -520,6 +539,7 @@ class StoreChangeApplier:
     def _delete_ids(self, table: str, ids: Sequence[str]) -> int:
         if not ids:
             return 0
+        control_store.forget_unresolved(self.conn, table, ids)
         schema, _, name = table.partition(".")
         return self.conn.execute(
             sql.SQL("DELETE FROM {} WHERE id = ANY(%s::uuid[])").format(

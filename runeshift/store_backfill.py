@@ -499,7 +499,13 @@ def write_merged(
     )
     keep = pc.invert(is_merged)
     return dataclasses.replace(
-        mapped, rows=mapped.rows.filter(keep), source_keys=pc.filter(keys, keep)
+        mapped,
+        rows=mapped.rows.filter(keep),
+        source_keys=pc.filter(keys, keep),
+        unresolved={
+            column: dataclasses.replace(u, wanted=pc.filter(u.wanted, keep))
+            for column, u in mapped.unresolved.items()
+        },
     )
 
 

@@ -974,12 +974,6 @@ def test_a_legacy_script_deleted_under_its_product_is_unlinked_by_the_catch_up(
         follower.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: rune.products.script_id is computed from the product's variant_skus, "
-    "which no column of rune.products keeps, so the binlog catch-up cannot tell which "
-    "products name a script that appears in legacy (see load/change_applier.py)",
-)
 def test_a_legacy_script_created_after_its_product_is_linked_by_the_catch_up(
     store_world, world, pg_server_url
 ) -> None:
