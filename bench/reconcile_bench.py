@@ -132,28 +132,18 @@ def main() -> None:
     subprocess.run([*reladiff, "--version"], capture_output=True)  # warm the uv cache, untimed
     # What 'uv run' and reladiff's import cost before it compares anything (in its time below).
     results["reladiff_startup"] = _timed([*reladiff, "--version"], "reladiff-startup")
-    results["reladiff"] = _timed(
-        [
-            *reladiff,
-            f"mysql://{t.user}:{t.password}@{t.host}:{t.port}/{DB}",
-            "bench_plain",
-            pg_url,
-            "bench_plain",
-            "-k",
-            "id",
-            "-c",
-            "n",
-            "-c",
-            "amount",
-            "-c",
-            "name",
-            "-c",
-            "at",
-            "-c",
-            "note",
-        ],
-        "reladiff",
-    )
+    reladiff_args = [
+        f"mysql://{t.user}:{t.password}@{t.host}:{t.port}/{DB}",
+        "bench_plain",
+        pg_url,
+        "bench_plain",
+        "-k",
+        "id",
+        *(arg for column in ("n", "amount", "name", "at", "note") for arg in ("-c", column)),
+    ]
+    # reladiff's defaults (one thread per database), and with two threads per database.
+    results["reladiff"] = _timed([*reladiff, *reladiff_args], "reladiff")
+    results["reladiff_2_threads"] = _timed([*reladiff, *reladiff_args, "-j", "2"], "reladiff-j2")
     results["runeshift_same_shape"] = _timed(
         [sys.executable, "-c", CHILD, my_url, pg_url], "runeshift-same-shape"
     )
