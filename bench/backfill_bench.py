@@ -55,7 +55,7 @@ TARGET_RSS_MB = 300.0
 
 os.environ.setdefault("RUNESHIFT_HOME", str(REPO / ".runeshift" / "bench"))
 
-from process_measure import Measured, run_measured  # noqa: E402 - bench/ is on sys.path
+from process_measure import Measured, children_by_parent, run_measured  # noqa: E402 - bench/ is on sys.path
 
 from load.target_schema import downgrade, upgrade  # noqa: E402 - RUNESHIFT_HOME must be set first
 from runeshift.backfill import run_backfill  # noqa: E402
@@ -124,16 +124,8 @@ def postgres_cpu_seconds() -> float:
         return 0.0
     postmaster = int(pidfile.read_text().split()[0])
     total = _proc_cpu(postmaster, reaped=True)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as fh:
-                stat = fh.read()
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) == postmaster:
-            total += _proc_cpu(int(entry.name))
+    for pid in children_by_parent().get(postmaster, ()):
+        total += _proc_cpu(pid)
     return total
 
 

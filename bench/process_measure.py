@@ -34,8 +34,8 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def _tree_rss_kb(root: int) -> tuple[int, int]:
-    """(sum, largest) VmRSS over ``root`` and all its descendants (one /proc scan)."""
+def children_by_parent() -> dict[int, list[int]]:
+    """Every live process's pid under its parent's (one /proc scan)."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -48,6 +48,12 @@ def _tree_rss_kb(root: int) -> tuple[int, int]:
         # the command name may hold spaces and parentheses: split after the last ')'
         ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _tree_rss_kb(root: int) -> tuple[int, int]:
+    """(sum, largest) VmRSS over ``root`` and all its descendants."""
+    children = children_by_parent()
     total, largest, stack = 0, 0, [root]
     while stack:
         pid = stack.pop()
