@@ -14,6 +14,7 @@ import pytest
 from extract.binlog_reader import REVERSE_POSITION_TABLE, REVERSE_STATE_DATABASE, BinlogReader
 from extract.binlog_row_decoder import RowDecoder
 from extract.snapshot_reader import BinlogPosition, SnapshotReader, raw_connect
+from tests.extract.binlog_positions import master_position
 
 DB = "txn_savepoints"
 
@@ -25,15 +26,6 @@ def _execute(url: str, *statements: str) -> None:
         cur.execute(statement)
     conn.commit()
     conn.close()
-
-
-def _position(url: str) -> BinlogPosition:
-    conn = raw_connect(url, "mysql")
-    cur = conn.cursor()
-    cur.execute("SHOW MASTER STATUS")
-    row = cur.fetchone()
-    conn.close()
-    return BinlogPosition(row[0].decode(), int(row[1]), "")
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +87,9 @@ def _savepoint_transaction(*, reverse_writer: bool) -> list[str]:
 
 def test_a_transaction_with_savepoints_is_read_as_one(world: str) -> None:
     _execute(world, f"DELETE FROM {DB}.t")
-    start = _position(world)
+    start = master_position(world)
     _execute(world, *_savepoint_transaction(reverse_writer=False))
-    txns = _transactions(world, start, _position(world))
+    txns = _transactions(world, start, master_position(world))
     with_changes = [t for t in txns if t.changes]
     assert len(with_changes) == 1, [[c.kind for c in t.changes] for t in txns]
     changes = with_changes[0].changes
@@ -110,9 +102,9 @@ def test_a_transaction_with_savepoints_is_read_as_one(world: str) -> None:
 
 def test_the_reverse_writers_transaction_is_recognised_whole(world: str) -> None:
     _execute(world, f"DELETE FROM {DB}.t")
-    start = _position(world)
+    start = master_position(world)
     _execute(world, *_savepoint_transaction(reverse_writer=True))
-    txns = _transactions(world, start, _position(world))
+    txns = _transactions(world, start, master_position(world))
     assert txns, "the transaction was not read"
     # Every change of the reverse writer's transaction is its own echo: none is handed on.
     assert [c for t in txns for c in t.changes] == []

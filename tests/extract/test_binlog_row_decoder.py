@@ -14,25 +14,17 @@ import pytest
 from extract.binlog_reader import BinlogReader
 from extract.binlog_row_decoder import RowDecoder, raw_value, set_members
 from extract.mysql_source_schema import SourceColumn
-from extract.snapshot_reader import BinlogPosition, SnapshotReader, raw_connect
+from extract.snapshot_reader import SnapshotReader
 from runeshift.sample.legacy_world import generate_legacy_world
+from tests.extract.binlog_positions import master_position
 
 FORUMS, REPO = "dec_forums", "dec_repo"
 
 
-def _master_position(url: str) -> BinlogPosition:
-    conn = raw_connect(url, "mysql")
-    cur = conn.cursor()
-    cur.execute("SHOW MASTER STATUS")
-    row = cur.fetchone()
-    conn.close()
-    return BinlogPosition(row[0].decode(), int(row[1]), "")
-
-
 def test_binlog_batches_equal_snapshot_batches(mysql_url):
-    start = _master_position(mysql_url)
+    start = master_position(mysql_url)
     generate_legacy_world(mysql_url, scale=0.2, seed=11, forums_db=FORUMS, repo_db=REPO)
-    end = _master_position(mysql_url)
+    end = master_position(mysql_url)
     for database in (FORUMS, REPO):
         snap = SnapshotReader(mysql_url + database, database)
         snap.open()
