@@ -9,7 +9,8 @@ through the settle window (re-checked once the follower has passed a new
 snapshot), the quality suites run over the target, and the run is recorded in
 ``runeshift.runs`` like every command. With ``ReconcileOptions.keys`` only the listed source
 keys are compared (a rollback's verification under held writes, bounded by the rows that
-changed rather than by the table).
+changed rather than by the table), with ``keyed_losers`` also the dedup losers planned in the
+same snapshot.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class ReconcileOptions:
     quality: bool = True
     # Per target table, the only source keys to compare; a table without any compares nothing.
     keys: Mapping[str, Sequence[int]] | None = None
+    # With keys: also compare every row this run's dedup plan makes a loser, in the same
+    # snapshot (a loser's expected row changes when a rival's row does, not only its own).
+    keyed_losers: bool = False
     # Processes for a full compare of a large table (reconcile/parallel_compare.py); 1: none.
     workers: int = field(default_factory=default_workers)
     parallel_min_rows: int = PARALLEL_MIN_ROWS
@@ -338,6 +342,7 @@ def _recheck(
     # a visit during the run changes which case-variant email may log in, and the first
     # pass's losers made both accounts of the pair differ on every round.
     compare.source.prepare()
+    compare.result.dedup_losers |= compare.source.loser_keys()
     chunk = compare.source.rows_for_keys(keys)
     tk, td = target_side.digests_for_keys(compare.conn, compare.plan.table, keys)
     found = narrow(chunk.keys, chunk.digests, tk, td)
@@ -367,6 +372,9 @@ def run_reconcile(
 
     With ``options.keys`` each table compares only its listed source keys (dedup is still
     planned over the whole table); ``expected_rows`` then counts the listed keys the source has.
+    With ``options.keyed_losers`` too, the keys of that plan's dedup losers are compared as
+    well. Each table's ``dedup_losers`` holds the losers its plans found (a table with no
+    listed key is not planned and has none).
     """
     options = options or ReconcileOptions()
     if options.sample is not None and not 0 < options.sample <= 1:
@@ -399,6 +407,8 @@ def _run(
     }
     if options.keys is not None:
         args["keys"] = {t: len(k) for t, k in options.keys.items()}
+        if options.keyed_losers:
+            args["keyed_losers"] = True
     run_id = control_store.start_run(conn, "reconcile", args, mappings.checksum)
     conn.commit()
     lsn_start = target_side.server_lsn(conn)
@@ -453,7 +463,10 @@ def _run(
                 if ranges is None:  # else once the workers are started (RangeWorkers.compare)
                     source.map_contributing()
             compare = _TableCompare(plan, source, conn, side_conn)
+            compare.result.dedup_losers = source.loser_keys()
             if keys is not None:
+                if options.keyed_losers:
+                    keys = sorted({*keys, *compare.result.dedup_losers})
                 compare.keyed(keys)
             elif options.sample is not None:
                 compare.sampled(options.sample, options.chunk_rows or 2000)

@@ -65,6 +65,10 @@ class TableResult:
     sampled: bool = False
     seconds: float = 0.0
     differences: list[RowDifference] = field(default_factory=list)
+    # Source keys a dedup rule made losers, in any plan of the run (the first pass and each
+    # recheck). Not in the report (not a finding): a rollback from soak verifies them under
+    # held writes, since a loser's expected row changes when a rival's row does.
+    dedup_losers: frozenset[int] = field(default_factory=frozenset, repr=False)
 
     @property
     def quarantined(self) -> int:

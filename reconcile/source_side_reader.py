@@ -140,6 +140,10 @@ class MappedSource:
             self.losers[rule.rule] = outcome.losers
             self.dedup_decisions += len(outcome.decisions)
 
+    def loser_keys(self) -> frozenset[int]:
+        """The source keys any dedup rule made a loser in the last plan (``losers`` as ints)."""
+        return frozenset(int(k) for losers in self.losers.values() for k in losers)
+
     def map_contributing(self) -> None:
         """Map the contributing feeds once; their columns are joined to each chunk by id."""
         joined: pa.Table | None = None

@@ -6,6 +6,7 @@ database; each test gets its own copy of that target (CREATE DATABASE ... TEMPLA
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -250,6 +251,47 @@ def test_keyed_reconcile_compares_only_the_given_keys(world, target, tmp_path):
     nothing = run_reconcile(settings, ReconcileOptions(keys={}, quality=False, settle_rounds=0))
     assert nothing.status == "clean"
     assert all(t.expected_rows == t.target_rows == t.chunks == 0 for t in nothing.tables)
+
+
+def test_dedup_losers_are_exposed_and_compared_with_the_keys_if_asked(world, target, tmp_path):
+    losers = set(
+        _column(
+            target,
+            "SELECT legacy_member_id FROM rune.accounts "
+            "WHERE NOT can_login AND legacy_member_id IS NOT NULL",
+        )
+    )
+    assert losers, "the sample world has no case-variant email pair"
+    loser = min(losers)
+    other = _one(target, "SELECT min(legacy_member_id) FROM rune.accounts WHERE can_login")[0]
+    _pg(
+        target,
+        (
+            "UPDATE rune.accounts SET post_count = post_count + 1 WHERE legacy_member_id = %s",
+            (loser,),
+        ),
+    )
+    settings = _settings(world, target, tmp_path)
+    keyed = ReconcileOptions(keys={"rune.accounts": [other]}, quality=False, settle_rounds=0)
+    named_only = run_reconcile(settings, keyed)
+    assert named_only.status == "clean"
+    accounts = next(t for t in named_only.tables if t.target == "rune.accounts")
+    assert accounts.dedup_losers == losers  # planned even though only one key is compared
+    assert "dedup_losers" not in json.dumps(named_only.as_dict())  # not a finding
+    with_losers = run_reconcile(settings, dataclasses.replace(keyed, keyed_losers=True))
+    found = [(d.table, d.source_key, d.kind) for t in with_losers.tables for d in t.differences]
+    assert found == [("rune.accounts", loser, "changed")]
+    accounts = next(t for t in with_losers.tables if t.target == "rune.accounts")
+    assert accounts.expected_rows == len(losers) + 1
+    assert with_losers.provenance.arguments["keyed_losers"] is True
+    # A full compare across worker processes: the parent planned them, and exposes them.
+    full = run_reconcile(
+        settings,
+        dataclasses.replace(
+            COMPARE_MODES["three-workers"], tables=("rune.accounts",), quality=False
+        ),
+    )
+    assert [t.dedup_losers for t in full.tables if t.target == "rune.accounts"] == [losers]
 
 
 def test_cli_exit_codes_fail_on_and_sample(world, target, tmp_path):
