@@ -35,24 +35,38 @@ the follower runs in this process it starts recording the legacy keys it writes
 (``ReverseFollower.track``) and each legacy database's binlog position is marked
 (``LegacyBinlogMark.take``: ``SHOW MASTER STATUS``); then the full verification runs live.
 Under the hold, after the drain, the keys compared are: those the follower wrote since,
-those the live pass found differing, and those of every row event in the legacy binlogs
+those the live pass found differing, those of every row event in the legacy binlogs
 from the mark to their current end on a table feeding a verified Rune table
 (``LegacyBinlogMark.writes_since``, read with the catch-up's own ``BinlogReader``, so
-bounded by the writes since the live pass; step detail ``legacy_binlog``). A row none of
+bounded by the writes since the live pass; step detail ``legacy_binlog``), and the dedup
+losers of the live pass and of the held pass's own plan (below). A row none of
 those name was equal on both sides in the live pass and neither side changed it since:
 every Rune change reaches the follower, and every legacy change, through the stand-in or
 behind the fence (a cron job, an admin), is in the binlog after the mark (the mark is taken
 before the live pass opens its snapshot, and MariaDB's consistent snapshot shows every
 transaction logged before its binlog position). So a real difference still fails: an
 untouched one shows in the live pass and is rechecked under the hold (an in-flight row that
-differed live passes once drained). The verification under the hold is full, as before, if
-the live pass listed as many differences as a report keeps (``MAX_REPORTED_ROWS``), if no
-follower runs here (``drain_reverse``: another process ran the soak), or if the binlogs
-could not be marked or read to their end (``legacy_binlog.read`` false, with the reason).
-``after_live_pass`` is a test seam between the live pass and the hold. Limitation: dedup is
-planned over the whole table, but a dedup outcome (``accounts.can_login``) of an untouched
-row that changed only because a touched row's email changed is compared only through the
-touched row.
+differed live passes once drained).
+
+Dedup makes a row's expected values depend on other rows of its table: it is planned over
+the whole table, so when the winner of a case-variant email pair moves to a new address the
+other account may log in now (``accounts.can_login``), its own row untouched (likewise
+``scripts.slug`` and ``roles.key``, where a loser's column itself is rewritten, so the
+losers are taken from the source side's plan, not found by a group search in Rune). An
+uncontested row always wins, so only a row that is a loser in one of the two
+plans can have changed outcome: the live pass's losers (``TableResult.dedup_losers``, via
+``ReverseVerification.dedup_losers``) are added to the keys, and the held pass, keyed,
+compares the losers it plans in its own snapshot too (``ReconcileOptions.keyed_losers``:
+one pass, so no loser can appear between planning and comparing). Both are bounded by the
+contested rows, not by the table (step detail ``dedup_losers``, counts per table). A table
+with no key under the hold is not planned there, but none of its source rows changed since
+the live pass and it had no loser then, so it has none now.
+
+The verification under the hold is full, as before, if the live pass listed as many
+differences as a report keeps (``MAX_REPORTED_ROWS``), if no follower runs here
+(``drain_reverse``: another process ran the soak), or if the binlogs could not be marked or
+read to their end (``legacy_binlog.read`` false, with the reason). ``after_live_pass`` is a
+test seam between the live pass and the hold.
 
 Rows Rune creates during the soak carry legacy keys (decision 0007): ``prepare_reverse``
 seeds ``runeshift.reverse_license_keys`` above legacy's ids, the Rune service takes each
@@ -211,8 +225,8 @@ class StartReverseFollower:
             "start the reverse follower (Rune -> legacy) and wait up to "
             f"{self._timeout_s:.0f} s for its lag to be under {self._lag_threshold_s:.1f} s; "
             "rollback: verify legacy in full, hold writes, drain the reverse stream, verify "
-            "the rows changed since on either side (the follower's writes, legacy's binlogs) "
-            "and those that differed, then switch back"
+            "the rows changed since on either side (the follower's writes, legacy's binlogs), "
+            "those that differed and the dedup losers, then switch back"
         )
 
     def _ensure_running(self) -> Any:
@@ -282,6 +296,7 @@ class StartReverseFollower:
         keys: dict[str, set[int]] | None = None
         mark: LegacyBinlogMark | None = None
         legacy_binlog: dict[str, Any] | None = None
+        live_losers: dict[str, frozenset[int]] = {}
         if follower is not None:
             # Both before the live pass: the follower's writes from here are in touched(),
             # anyone else's legacy writes are in the binlogs after the mark.
@@ -294,6 +309,14 @@ class StartReverseFollower:
             live = verify_reverse(self._settings, mappings=mappings)
             pre_verified = {"status": live.status, "seconds": round(time.monotonic() - began, 4)}
             keys = _differing_keys(live) if mark is not None else None
+            if keys is not None:
+                # A loser's dedup outcome changes when a rival's row does, its own row
+                # untouched (the winner of a case-variant pair changes address: the other
+                # may log in now), so the live pass's losers are compared under the hold;
+                # the held pass compares the losers it plans itself.
+                live_losers = live.dedup_losers()
+                for table, losers in live_losers.items():
+                    keys.setdefault(table, set()).update(losers)
         if self.after_live_pass is not None:
             self.after_live_pass()
         started = time.monotonic()
@@ -346,11 +369,17 @@ class StartReverseFollower:
                 "then run the rollback again"
             )
         held = round(time.monotonic() - started, 4)
+        dedup_losers = {
+            "live": {t: len(k) for t, k in sorted(live_losers.items())},
+            "held": {t: len(k) for t, k in sorted(verification.dedup_losers().items())},
+        }
         return {
             **drained,
             "pre_verified": pre_verified,  # None: no follower here, so verified in full held
             "verified": verification.status,
             "verified_keys": None if keys is None else {t: len(k) for t, k in sorted(keys.items())},
+            # Dedup losers of the live pass (in verified_keys) and of the held pass's plan.
+            "dedup_losers": None if keys is None else dedup_losers,
             # The legacy binlogs read from the mark (or why not, and so verified in full).
             "legacy_binlog": legacy_binlog,
             "totals": verification.totals(),

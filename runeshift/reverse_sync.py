@@ -1046,6 +1046,10 @@ class ReverseVerification:
             return "failed"
         return self.report.status
 
+    def dedup_losers(self) -> dict[str, frozenset[int]]:
+        """Per Rune table, the legacy keys the reconcile's dedup plan made losers (if any)."""
+        return {t.target: t.dedup_losers for t in self.tables if t.dedup_losers}
+
     def totals(self) -> dict[str, int]:
         return {
             **self.report.totals(),
@@ -1087,10 +1091,12 @@ def verify_reverse(
     and fails verification unless a rule in ``accept`` names it, and Rune rows of the
     reversible tables without a legacy key are counted as failures too.
 
-    With ``keys`` (per Rune table, legacy keys) the reconcile compares only those rows:
-    the rollback from soak verifies in full before holding writes, then under the hold
-    only the rows the reverse follower wrote since and those the full pass found
-    differing. The quarantine and missing-key checks always cover everything.
+    With ``keys`` (per Rune table, legacy keys) the reconcile compares only those rows and
+    the dedup losers it plans in the same snapshot: the rollback from soak verifies in full
+    before holding writes, then under the hold only the rows changed since on either side,
+    those the full pass found differing and its dedup losers (``dedup_losers()``: a loser's
+    outcome can change while its row does not). The quarantine and missing-key checks always
+    cover everything.
     """
     from reconcile.reconcile_run import ReconcileOptions, run_reconcile
 
@@ -1100,7 +1106,12 @@ def verify_reverse(
     report = run_reconcile(
         settings,
         ReconcileOptions(
-            tables=tables, settle_rounds=0, settle_timeout=0.0, quality=False, keys=keys
+            tables=tables,
+            settle_rounds=0,
+            settle_timeout=0.0,
+            quality=False,
+            keys=keys,
+            keyed_losers=keys is not None,
         ),
         mappings=mappings,
     )

@@ -1,9 +1,10 @@
 """Issue 8: a cutover under traffic to ``soak`` (reverse replication running), then a
 rollback from soak: no failed request, every acknowledged write present in legacy at the
 end, and both routes back on legacy; under held writes only the rows the soak changed are
-verified, yet a difference in a row it did not touch still fails the rollback. Then a
-cutover that soaks and completes: the reverse stream stops, legacy is archived, and rolling
-back is refused."""
+verified, yet a difference in a row it did not touch still fails the rollback, and so does
+one in the dedup outcome of an account whose rival's email changed. Then a cutover that
+soaks and completes: the reverse stream stops, legacy is archived, and rolling back is
+refused."""
 
 from __future__ import annotations
 
@@ -252,6 +253,86 @@ def test_rollback_from_soak_fails_on_a_write_to_legacy_behind_the_fence_after_th
         traffic._stop.wait(1.0)
     finally:
         lock.close()
+        traffic.stop()
+    assert cw.world.proxy.current_routes() == Routes("legacy", "legacy")
+    assert cw.world.legacy_fence.status().writes == "open"
+    assert not traffic.failed, traffic.failed[:3]
+    assert _missing_in_legacy(cw, traffic.acknowledged) == []
+    assert cw.lost_writes(traffic.acknowledged) == []
+
+
+def _case_variant_pair(cw: CutoverWorld) -> tuple[int, int, str]:
+    """Two migrated accounts alone on one email (case variants in legacy): the one that
+    logs in, the dedup loser (can_login false) and the email."""
+    with psycopg.connect(cw.settings.postgres_url, autocommit=True) as pg:
+        row = pg.execute(
+            "SELECT max(legacy_member_id) FILTER (WHERE can_login), "
+            "max(legacy_member_id) FILTER (WHERE NOT can_login), email FROM rune.accounts "
+            "WHERE email IS NOT NULL GROUP BY email HAVING count(*) = 2 "
+            "AND count(legacy_member_id) = 2 AND count(*) FILTER (WHERE can_login) = 1 "
+            "ORDER BY email LIMIT 1"
+        ).fetchone()
+    assert row is not None, "the sample world has no case-variant email pair"
+    return int(row[0]), int(row[1]), str(row[2])
+
+
+def _set_rune_email(cw: CutoverWorld, legacy_member_id: int, email: str) -> None:
+    """An account's email changed on Rune: the reverse follower carries it to legacy."""
+    with psycopg.connect(cw.settings.postgres_url, autocommit=True) as pg:
+        done = pg.execute(
+            "UPDATE rune.accounts SET email = %s WHERE legacy_member_id = %s",
+            (email, legacy_member_id),
+        )
+        assert done.rowcount == 1
+
+
+def test_rollback_from_soak_fails_when_a_rivals_change_makes_an_untouched_loser_log_in(
+    cutover_world: CutoverWorld,
+) -> None:
+    """The winner of a case-variant email pair moves to a new address on Rune after the live
+    pass: legacy then lets the other account log in (it is alone on its address), while
+    Rune's row of that account, never written, still says it cannot. Only the winner's row
+    changed, so only the dedup losers of the live pass name the other one."""
+    cw = cutover_world
+    cw.reset_routes()
+    winner, loser, email = _case_variant_pair(cw)
+    plan_id = create_plan(cw.settings, f"soakl-{uuid.uuid4().hex[:6]}", OPTIONS)
+    traffic = Traffic(cw.world.proxy_url, cw.pairs, rate=20).start()
+    try:
+        runner = open_runner(cw.settings, plan_id, services_dir=cw.services_dir)
+        try:
+            result = runner.advance("soak")
+            assert result.ok, [g.message for g in result.failed_gates]
+            traffic._stop.wait(1.0)
+            step = next(
+                s for s in runner.stages.get("soak").steps if s.name == "start_reverse_follower"
+            )
+            assert isinstance(step, StartReverseFollower)
+            step.after_live_pass = lambda: _set_rune_email(
+                cw, winner, f"moved-{uuid.uuid4().hex[:8]}@example.com"
+            )
+            with pytest.raises(
+                FatalError,
+                match=rf"legacy differs from Rune: .*rune\.accounts {loser} \(changed\)",
+            ):
+                runner.rollback()
+            step.after_live_pass = None
+            assert runner.journal.stage() == "soak"
+            assert cw.world.proxy.current_routes() == Routes("rune", "rune")
+            assert running_follower(cw.settings) is not None
+            _set_rune_email(cw, winner, email)  # back on the pair's address: the winner again
+            traffic._stop.wait(1.0)
+            back = runner.rollback()
+            assert back.ok, back.refused
+            verified = next(s for s in back.steps if s.step == "start_reverse_follower")
+            assert verified.detail["verified"] in ("clean", "within_tolerance")
+            losers = verified.detail["dedup_losers"]
+            assert losers["live"]["rune.accounts"] >= 1
+            assert losers["held"]["rune.accounts"] == losers["live"]["rune.accounts"]
+        finally:
+            runner.journal.close()
+        traffic._stop.wait(1.0)
+    finally:
         traffic.stop()
     assert cw.world.proxy.current_routes() == Routes("legacy", "legacy")
     assert cw.world.legacy_fence.status().writes == "open"
