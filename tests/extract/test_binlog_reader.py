@@ -14,6 +14,7 @@ import pytest
 from extract.binlog_reader import REVERSE_POSITION_TABLE, REVERSE_STATE_DATABASE, BinlogReader
 from extract.binlog_row_decoder import RowDecoder
 from extract.snapshot_reader import BinlogPosition, SnapshotReader, raw_connect
+from load.legacy_writer import LegacyWriter
 from tests.extract.binlog_positions import master_position
 
 DB = "txn_savepoints"
@@ -35,10 +36,11 @@ def world(mysql_url: str) -> str:
         f"DROP DATABASE IF EXISTS {DB}",
         f"CREATE DATABASE {DB}",
         f"CREATE TABLE {DB}.t (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=InnoDB",
-        f"CREATE DATABASE IF NOT EXISTS {REVERSE_STATE_DATABASE}",
-        f"CREATE TABLE IF NOT EXISTS {REVERSE_STATE_DATABASE}.{REVERSE_POSITION_TABLE} "
-        "(slot VARCHAR(64) PRIMARY KEY, lsn BIGINT) ENGINE=InnoDB",
     )
+    # The reverse writer's own state tables, as it creates them (other tests may have).
+    writer = LegacyWriter(mysql_url, {})
+    writer.ensure_state()
+    writer.close()
     return mysql_url
 
 
@@ -80,7 +82,8 @@ def _savepoint_transaction(*, reverse_writer: bool) -> list[str]:
     ]
     if reverse_writer:
         statements.append(
-            f"REPLACE INTO {REVERSE_STATE_DATABASE}.{REVERSE_POSITION_TABLE} VALUES ('s', 1)"
+            f"REPLACE INTO {REVERSE_STATE_DATABASE}.{REVERSE_POSITION_TABLE} "
+            "(slot, state_version, lsn) VALUES ('binlog-reader-test', 1, 1)"
         )
     return [*statements, "COMMIT"]
 
