@@ -9,11 +9,15 @@ refused."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import pytest
 
 from cutover.cutover_plan import PlanOptions, create_plan, open_runner
+from cutover.runner import CutoverRunner
 from cutover.soak import StartReverseFollower, running_follower
 from runeshift.archive import verify_archive
 from runeshift.connections import mysql_connect
@@ -122,32 +126,12 @@ def test_rollback_from_soak_under_traffic_loses_and_fails_nothing(
     assert cw.lost_writes(traffic.acknowledged) == []
 
 
-def _flip_refunded(cw: CutoverWorld, legacy_id: int) -> None:
-    """Change a legacy license behind every follower's back: outside the binlog, so the
-    catch-up does not carry it to Rune (updated_at kept, or restoring would not undo it)."""
-    conn = mysql_connect(cw.settings.repo_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET SESSION sql_log_bin = 0")
-            cur.execute(
-                "UPDATE licenses SET refunded = 1 - refunded, updated_at = updated_at WHERE id = %s",
-                (legacy_id,),
-            )
-            assert cur.rowcount == 1
-        conn.commit()
-    finally:
-        conn.close()
-
-
-def test_rollback_from_soak_fails_on_a_difference_in_a_row_the_soak_did_not_touch(
-    cutover_world: CutoverWorld,
-) -> None:
-    cw = cutover_world
+@contextmanager
+def _soaking(cw: CutoverWorld, name: str) -> Iterator[tuple[CutoverRunner, Traffic]]:
+    """A cutover to ``soak`` under traffic; on the way out, the journal closed and the
+    traffic stopped after a second more of writes."""
     cw.reset_routes()
-    with psycopg.connect(cw.settings.postgres_url, autocommit=True) as pg:
-        row = pg.execute("SELECT min(legacy_license_id) FROM rune.licenses").fetchone()
-    untouched = int(row[0])  # traffic only creates licenses
-    plan_id = create_plan(cw.settings, f"soakd-{uuid.uuid4().hex[:6]}", OPTIONS)
+    plan_id = create_plan(cw.settings, f"{name}-{uuid.uuid4().hex[:6]}", OPTIONS)
     traffic = Traffic(cw.world.proxy_url, cw.pairs, rate=20).start()
     try:
         runner = open_runner(cw.settings, plan_id, services_dir=cw.services_dir)
@@ -155,25 +139,39 @@ def test_rollback_from_soak_fails_on_a_difference_in_a_row_the_soak_did_not_touc
             result = runner.advance("soak")
             assert result.ok, [g.message for g in result.failed_gates]
             traffic._stop.wait(1.0)
-            _flip_refunded(cw, untouched)
-            with pytest.raises(FatalError, match="legacy differs from Rune"):
-                runner.rollback()
-            assert runner.journal.stage() == "soak"
-            assert cw.world.proxy.current_routes() == Routes("rune", "rune")
-            assert cw.world.rune_fence.status().writes == "open"
-            assert running_follower(cw.settings) is not None  # Rune's writes still flow back
-            traffic._stop.wait(1.0)
-            _flip_refunded(cw, untouched)  # restored: now the rollback succeeds
-            back = runner.rollback()
-            assert back.ok, back.refused
-            # and it verified again: the failed reversal left the step applied
-            verified = next(s for s in back.steps if s.step == "start_reverse_follower")
-            assert verified.detail["verified"] in ("clean", "within_tolerance")
+            yield runner, traffic
         finally:
             runner.journal.close()
         traffic._stop.wait(1.0)
     finally:
         traffic.stop()
+
+
+def _reverse_follower_step(runner: CutoverRunner) -> StartReverseFollower:
+    step = next(s for s in runner.stages.get("soak").steps if s.name == "start_reverse_follower")
+    assert isinstance(step, StartReverseFollower)
+    return step
+
+
+def _assert_still_soaking(cw: CutoverWorld, runner: CutoverRunner) -> None:
+    """A refused rollback left the cutover where it was: writes on Rune, flowing back."""
+    assert runner.journal.stage() == "soak"
+    assert cw.world.proxy.current_routes() == Routes("rune", "rune")
+    assert cw.world.rune_fence.status().writes == "open"
+    assert running_follower(cw.settings) is not None
+
+
+def _rolled_back_verified(runner: CutoverRunner) -> dict[str, Any]:
+    """Roll back, which must now succeed; the detail of its verification under the hold."""
+    back = runner.rollback()
+    assert back.ok, back.refused
+    # it verified again: the failed reversal left the step applied
+    verified = next(s for s in back.steps if s.step == "start_reverse_follower")
+    assert verified.detail["verified"] in ("clean", "within_tolerance")
+    return dict(verified.detail)
+
+
+def _assert_back_on_legacy_with_every_write(cw: CutoverWorld, traffic: Traffic) -> None:
     assert cw.world.proxy.current_routes() == Routes("legacy", "legacy")
     assert cw.world.legacy_fence.status().writes == "open"
     assert not traffic.failed, traffic.failed[:3]
@@ -181,12 +179,16 @@ def test_rollback_from_soak_fails_on_a_difference_in_a_row_the_soak_did_not_touc
     assert cw.lost_writes(traffic.acknowledged) == []
 
 
-def _flip_refunded_in_the_binlog(cw: CutoverWorld, legacy_id: int) -> None:
-    """Change a legacy license directly, as a cron job or an admin would: past the fence,
-    but through the binlog like any client."""
+def _flip_refunded(cw: CutoverWorld, legacy_id: int, *, binlogged: bool = False) -> None:
+    """Change a legacy license behind the services' backs (updated_at kept, or restoring
+    would not undo it). Not ``binlogged``: outside the binlog, so the catch-up does not
+    carry it to Rune. ``binlogged``: as a cron job or an admin would, past the fence but
+    through the binlog like any client."""
     conn = mysql_connect(cw.settings.repo_url)
     try:
         with conn.cursor() as cur:
+            if not binlogged:
+                cur.execute("SET SESSION sql_log_bin = 0")
             cur.execute(
                 "UPDATE licenses SET refunded = 1 - refunded, updated_at = updated_at WHERE id = %s",
                 (legacy_id,),
@@ -197,39 +199,53 @@ def _flip_refunded_in_the_binlog(cw: CutoverWorld, legacy_id: int) -> None:
         conn.close()
 
 
+def _migrated_license(cw: CutoverWorld, offset: int) -> int:
+    """A migrated license (traffic only creates licenses, so none it writes)."""
+    with psycopg.connect(cw.settings.postgres_url, autocommit=True) as pg:
+        row = pg.execute(
+            "SELECT legacy_license_id FROM rune.licenses ORDER BY legacy_license_id "
+            "OFFSET %s LIMIT 1",
+            (offset,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_rollback_from_soak_fails_on_a_difference_in_a_row_the_soak_did_not_touch(
+    cutover_world: CutoverWorld,
+) -> None:
+    cw = cutover_world
+    untouched = _migrated_license(cw, 0)
+    with _soaking(cw, "soakd") as (runner, traffic):
+        _flip_refunded(cw, untouched)
+        with pytest.raises(FatalError, match="legacy differs from Rune"):
+            runner.rollback()
+        _assert_still_soaking(cw, runner)  # and Rune's writes still flow back
+        traffic._stop.wait(1.0)
+        _flip_refunded(cw, untouched)  # restored: now the rollback succeeds
+        _rolled_back_verified(runner)
+    _assert_back_on_legacy_with_every_write(cw, traffic)
+
+
 def test_rollback_from_soak_fails_on_a_write_to_legacy_behind_the_fence_after_the_live_pass(
     cutover_world: CutoverWorld,
 ) -> None:
     cw = cutover_world
-    cw.reset_routes()
-    with psycopg.connect(cw.settings.postgres_url, autocommit=True) as pg:
-        row = pg.execute(
-            "SELECT legacy_license_id FROM rune.licenses ORDER BY legacy_license_id OFFSET 1 LIMIT 1"
-        ).fetchone()
-    behind = int(row[0])  # a migrated license; traffic only creates licenses
-    plan_id = create_plan(cw.settings, f"soakf-{uuid.uuid4().hex[:6]}", OPTIONS)
-    traffic = Traffic(cw.world.proxy_url, cw.pairs, rate=20).start()
+    behind = _migrated_license(cw, 1)
     # The catch-up (running in this world) carries a binlogged legacy write to Rune within a
     # batch; holding the Rune row's lock keeps it from applying until the rollback has
     # verified, as a catch-up lagging behind would.
     lock = psycopg.connect(cw.settings.postgres_url)
     try:
-        runner = open_runner(cw.settings, plan_id, services_dir=cw.services_dir)
-        try:
-            result = runner.advance("soak")
-            assert result.ok, [g.message for g in result.failed_gates]
-            traffic._stop.wait(1.0)
-            step = next(
-                s for s in runner.stages.get("soak").steps if s.name == "start_reverse_follower"
-            )
-            assert isinstance(step, StartReverseFollower)
+        with _soaking(cw, "soakf") as (runner, traffic):
+            step = _reverse_follower_step(runner)
 
             def write_behind_the_fence() -> None:
                 lock.execute(
                     "SELECT 1 FROM rune.licenses WHERE legacy_license_id = %s FOR UPDATE",
                     (behind,),
                 )
-                _flip_refunded_in_the_binlog(cw, behind)
+                _flip_refunded(cw, behind, binlogged=True)
 
             step.after_live_pass = write_behind_the_fence
             with pytest.raises(
@@ -237,28 +253,14 @@ def test_rollback_from_soak_fails_on_a_write_to_legacy_behind_the_fence_after_th
             ):
                 runner.rollback()
             step.after_live_pass = None
-            assert runner.journal.stage() == "soak"
-            assert cw.world.proxy.current_routes() == Routes("rune", "rune")
-            assert cw.world.rune_fence.status().writes == "open"
-            assert running_follower(cw.settings) is not None
+            _assert_still_soaking(cw, runner)
             lock.rollback()  # the catch-up applies the write: both sides agree again
             traffic._stop.wait(1.0)
-            back = runner.rollback()
-            assert back.ok, back.refused
-            verified = next(s for s in back.steps if s.step == "start_reverse_follower")
-            assert verified.detail["verified"] in ("clean", "within_tolerance")
-            assert verified.detail["legacy_binlog"]["read"] is True
-        finally:
-            runner.journal.close()
-        traffic._stop.wait(1.0)
+            verified = _rolled_back_verified(runner)
+            assert verified["legacy_binlog"]["read"] is True
     finally:
         lock.close()
-        traffic.stop()
-    assert cw.world.proxy.current_routes() == Routes("legacy", "legacy")
-    assert cw.world.legacy_fence.status().writes == "open"
-    assert not traffic.failed, traffic.failed[:3]
-    assert _missing_in_legacy(cw, traffic.acknowledged) == []
-    assert cw.lost_writes(traffic.acknowledged) == []
+    _assert_back_on_legacy_with_every_write(cw, traffic)
 
 
 def _case_variant_pair(cw: CutoverWorld) -> tuple[int, int, str]:
@@ -294,51 +296,25 @@ def test_rollback_from_soak_fails_when_a_rivals_change_makes_an_untouched_loser_
     Rune's row of that account, never written, still says it cannot. Only the winner's row
     changed, so only the dedup losers of the live pass name the other one."""
     cw = cutover_world
-    cw.reset_routes()
     winner, loser, email = _case_variant_pair(cw)
-    plan_id = create_plan(cw.settings, f"soakl-{uuid.uuid4().hex[:6]}", OPTIONS)
-    traffic = Traffic(cw.world.proxy_url, cw.pairs, rate=20).start()
-    try:
-        runner = open_runner(cw.settings, plan_id, services_dir=cw.services_dir)
-        try:
-            result = runner.advance("soak")
-            assert result.ok, [g.message for g in result.failed_gates]
-            traffic._stop.wait(1.0)
-            step = next(
-                s for s in runner.stages.get("soak").steps if s.name == "start_reverse_follower"
-            )
-            assert isinstance(step, StartReverseFollower)
-            step.after_live_pass = lambda: _set_rune_email(
-                cw, winner, f"moved-{uuid.uuid4().hex[:8]}@example.com"
-            )
-            with pytest.raises(
-                FatalError,
-                match=rf"legacy differs from Rune: .*rune\.accounts {loser} \(changed\)",
-            ):
-                runner.rollback()
-            step.after_live_pass = None
-            assert runner.journal.stage() == "soak"
-            assert cw.world.proxy.current_routes() == Routes("rune", "rune")
-            assert running_follower(cw.settings) is not None
-            _set_rune_email(cw, winner, email)  # back on the pair's address: the winner again
-            traffic._stop.wait(1.0)
-            back = runner.rollback()
-            assert back.ok, back.refused
-            verified = next(s for s in back.steps if s.step == "start_reverse_follower")
-            assert verified.detail["verified"] in ("clean", "within_tolerance")
-            losers = verified.detail["dedup_losers"]
-            assert losers["live"]["rune.accounts"] >= 1
-            assert losers["held"]["rune.accounts"] == losers["live"]["rune.accounts"]
-        finally:
-            runner.journal.close()
+    with _soaking(cw, "soakl") as (runner, traffic):
+        step = _reverse_follower_step(runner)
+        step.after_live_pass = lambda: _set_rune_email(
+            cw, winner, f"moved-{uuid.uuid4().hex[:8]}@example.com"
+        )
+        with pytest.raises(
+            FatalError,
+            match=rf"legacy differs from Rune: .*rune\.accounts {loser} \(changed\)",
+        ):
+            runner.rollback()
+        step.after_live_pass = None
+        _assert_still_soaking(cw, runner)
+        _set_rune_email(cw, winner, email)  # back on the pair's address: the winner again
         traffic._stop.wait(1.0)
-    finally:
-        traffic.stop()
-    assert cw.world.proxy.current_routes() == Routes("legacy", "legacy")
-    assert cw.world.legacy_fence.status().writes == "open"
-    assert not traffic.failed, traffic.failed[:3]
-    assert _missing_in_legacy(cw, traffic.acknowledged) == []
-    assert cw.lost_writes(traffic.acknowledged) == []
+        losers = _rolled_back_verified(runner)["dedup_losers"]
+        assert losers["live"]["rune.accounts"] >= 1
+        assert losers["held"]["rune.accounts"] == losers["live"]["rune.accounts"]
+    _assert_back_on_legacy_with_every_write(cw, traffic)
 
 
 def test_complete_after_soak_stops_the_reverse_stream_and_archives_legacy(
