@@ -39,6 +39,17 @@ def _is_in(values: pa.Array, ids: pa.Array) -> list[bool]:
             id="variable-length-ids",
         ),
         pytest.param(pa.array(UUIDS[:3]), pa.array([None, None], pa.string()), id="only-nulls"),
+        pytest.param(pa.array(UUIDS[:5]), pa.array(["abc", "xyz"]), id="text-of-another-length"),
+        pytest.param(
+            pa.array([UUIDS[1], UUIDS[0], UUIDS[1]]),
+            pa.array([UUIDS[1], UUIDS[2], UUIDS[0]]),
+            id="an-id-repeats",
+        ),
+        pytest.param(
+            pa.array(["a" * 8 + "b", "a" * 9]),
+            pa.array(["a" * 9, "a" * 8 + "\x00", "b" + "a" * 8]),
+            id="past-the-first-eight-bytes",
+        ),
         pytest.param(pa.array(UUIDS[:3]), pa.array([], pa.string()), id="empty"),
         pytest.param(
             pa.array([UUIDS[-1]]),
