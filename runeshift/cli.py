@@ -1,7 +1,7 @@
 """The ``runeshift`` command: parses options, calls the library, renders, picks the exit code.
 
 Each command group lives in ``runeshift/commands/<group>.py`` and is registered
-here. Core code never prints; errors it raises on purpose (``RuneshiftError``)
+by ``runeshift/commands/registry.py`` when the command line names it. Core code never prints; errors it raises on purpose (``RuneshiftError``)
 become a one-line message and exit code 2, with the traceback only under
 ``--debug``.
 """
@@ -27,9 +27,6 @@ app = typer.Typer(
 )
 
 
-registry.register_all(app)
-
-
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
@@ -44,6 +41,7 @@ def _root(
 
 def main() -> None:
     """Entry point: click handles usage errors (exit 2) and exit codes; we handle our own errors."""
+    registry.register_all(app, only=registry.invoked(sys.argv[1:]))
     try:
         app()
     except RuneshiftError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -39,3 +40,31 @@ def test_help_lists_the_pipeline_groups(tmp_path):
     text = _run("--help", home=str(tmp_path)).stdout
     for group in ("config", "sandbox", "sample", "schema", "mappings", "backfill"):
         assert group in text
+
+
+def test_a_command_loads_only_its_own_module(tmp_path):
+    """``runeshift config show`` does not import the cutover's modules; ``--help`` and an
+    unknown command still see every command."""
+    probe = (
+        "import json, sys; from runeshift import cli; sys.argv = ['runeshift', *sys.argv[1:]]\n"
+        "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('LOADED', json.dumps(sorted(m for m in sys.modules "
+        "if m.startswith('runeshift.commands.'))))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNESHIFT_")}
+    env["RUNESHIFT_HOME"] = str(tmp_path)
+
+    def loaded(*args: str) -> tuple[list[str], str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, env=env
+        )
+        line = next(x for x in proc.stdout.splitlines() if x.startswith("LOADED"))
+        return json.loads(line.removeprefix("LOADED ")), proc.stdout + proc.stderr
+
+    modules, _ = loaded("--debug", "config", "show")
+    assert modules == ["runeshift.commands.config_cmd", "runeshift.commands.registry"]
+    modules, _ = loaded("--help")
+    assert "runeshift.commands.cutover_cmd" in modules and "runeshift.commands.drill_cmd" in modules
+    modules, out = loaded("no-such-command")
+    assert "No such command" in out
+    assert len(modules) == 14  # the registry and all 13 commands
