@@ -47,13 +47,14 @@ def _mysql_buckets(
 
 
 def _pg_buckets(
-    url: str, table: sql.Composable, key: str, digest: sql.Composable, width: int
+    url: str, table: sql.Composable, key: str, columns: list[tuple[str, Kind]], width: int
 ) -> dict[int, tuple[int, int]]:
+    digests = pg_canon.digest_rows(key, columns, table, ordered=False)
     with pg_connect(url) as conn:
         rows = conn.execute(
-            sql.SQL("SELECT {k} / {w}, count(*), sum({d})::text FROM {t} GROUP BY 1").format(
-                k=sql.Identifier(key), w=sql.Literal(width), d=digest, t=table
-            )
+            sql.SQL(
+                "SELECT k / {w}, count(*), sum(d)::text FROM ({q}) AS digests(k, d) GROUP BY 1"
+            ).format(w=sql.Literal(width), q=digests)
         ).fetchall()
     return {int(b): (int(n), int(s) % 2**64) for b, n, s in rows}
 
@@ -71,17 +72,23 @@ def compare_plain_tables(
     """Keys missing from, extra in, or changed in the PostgreSQL table, compared with MySQL's."""
     my_digest = my_canon.row_digest([(c.name, c.kind, c.scale) for c in columns])
     pg_cols = [(c.name, c.kind) for c in columns]
-    pg_digest = pg_canon.row_digest(pg_cols)
     schema, _, name = pg_table.partition(".")
     ident = sql.Identifier(schema, name) if name else sql.Identifier(schema)
     with ThreadPoolExecutor(2) as pool:
         mine = pool.submit(_mysql_buckets, mysql_url, mysql_table, key, my_digest, bucket_width)
-        theirs = pool.submit(_pg_buckets, pg_url, ident, key, pg_digest, bucket_width)
+        theirs = pool.submit(_pg_buckets, pg_url, ident, key, pg_cols, bucket_width)
         source, target = mine.result(), theirs.result()
     differing = sorted(b for b in set(source) | set(target) if source.get(b) != target.get(b))
     result = ChunkDiff()
     if not differing:
         return result
+    bucket_rows = pg_canon.digest_rows(
+        key,
+        pg_cols,
+        ident,
+        sql.SQL("{k} >= %s AND {k} < %s").format(k=sql.Identifier(key)),
+        ordered=False,
+    )
     my_conn = mysql_connect(mysql_url)
     try:
         with pg_connect(pg_url) as pg, my_conn.cursor() as cur:
@@ -92,12 +99,7 @@ def compare_plain_tables(
                     (lo, hi),
                 )
                 s_rows: list[Any] = list(cur.fetchall())
-                t_rows = pg.execute(
-                    sql.SQL("SELECT {k}, {d} FROM {t} WHERE {k} >= %s AND {k} < %s").format(
-                        k=sql.Identifier(key), d=pg_digest, t=ident
-                    ),
-                    (lo, hi),
-                ).fetchall()
+                t_rows = pg.execute(bucket_rows, (lo, hi)).fetchall()
                 result.extend(
                     narrow(
                         np.array([int(r[0]) for r in s_rows], np.int64),

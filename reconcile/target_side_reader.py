@@ -79,11 +79,8 @@ def key_digests(
     upper: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted keys and their row digests for keys in (lower, upper]."""
-    query = sql.SQL("SELECT {k}, {d} FROM {t} WHERE {w} ORDER BY {k}").format(
-        k=sql.Identifier(target.key),
-        d=pg_canon.row_digest(target.columns),
-        t=target.ident,
-        w=_range_filter(target.key, lower, upper),
+    query = pg_canon.digest_rows(
+        target.key, target.columns, target.ident, _range_filter(target.key, lower, upper)
     )
     data = _copy_csv(conn, query)
     if not data:
@@ -145,8 +142,11 @@ def digests_for_keys(
     """Sorted keys and digests of the target rows with exactly these keys."""
     if not keys:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    query = sql.SQL("SELECT {k}, {d} FROM {t} WHERE {k} = ANY(%s) ORDER BY {k}").format(
-        k=sql.Identifier(target.key), d=pg_canon.row_digest(target.columns), t=target.ident
+    query = pg_canon.digest_rows(
+        target.key,
+        target.columns,
+        target.ident,
+        sql.SQL("{} = ANY(%s)").format(sql.Identifier(target.key)),
     )
     rows = conn.execute(query, (list(keys),)).fetchall()
     return (

@@ -82,9 +82,15 @@ def test_arrow_and_postgres_render_the_same_text_and_digest(pg_url, kind, pg_typ
                 )
             )
         ]
+        # and as the compare reads them: each text rendered once, in key order
+        keyed = conn.execute(
+            pg_canon.digest_rows("n", [("v", kind), ("v", kind)], psycopg.sql.SQL("t"))
+        ).fetchall()
     arrow = canonical_array(values, kind).to_pylist()
     assert arrow == got
     assert list(row_digests([canonical_array(values, kind)])) == digests
+    twice = canonical_array(values, kind)
+    assert keyed == [(i, int(d)) for i, d in enumerate(row_digests([twice, twice]))]
 
 
 def test_null_and_empty_string_and_field_boundaries_differ():
