@@ -3,7 +3,7 @@
 The database does the heavy part: it renders each compared column to its
 canonical text and hashes the row (``canonical_sql_postgres``), so only
 ``(key, digest)`` pairs cross the wire for the full pass, streamed with
-``COPY (SELECT ...) TO STDOUT`` and parsed by Arrow's CSV reader. Whole
+``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` and read in place by numpy. Whole
 canonical rows are fetched only for the keys that differ.
 """
 
@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 import psycopg
-import pyarrow as pa
-import pyarrow.csv as pcsv
 from psycopg import sql
 
 from reconcile import canonical_sql_postgres as pg_canon
@@ -60,15 +58,39 @@ def _range_filter(key: str, lower: int | None, upper: int | None) -> sql.Composa
     return sql.SQL(" AND ").join(parts)
 
 
-def _copy_csv(conn: psycopg.Connection[Any], query: sql.Composable) -> bytes:
+# COPY BINARY of two non-null bigints per row: field count, then length and value of each.
+_PAIR_ROW = np.dtype([("n", ">i2"), ("k_len", ">i4"), ("k", ">i8"), ("d_len", ">i4"), ("d", ">i8")])
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _copy_bigint_pairs(
+    conn: psycopg.Connection[Any], query: sql.Composable
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two bigint columns of ``query``'s rows (neither NULL), read with COPY BINARY.
+
+    Fixed-width rows, so numpy reads them in place: no text to render on the server or to
+    parse here (963,890 pairs: 0.7-0.9 client CPU s as CSV through Arrow's reader).
+    """
     buf = io.BytesIO()
     with (
         conn.cursor() as cur,
-        cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(query)) as copy,
+        cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)) as copy,
     ):
         for block in copy:
             buf.write(block)
-    return buf.getvalue()
+    data = buf.getbuffer()
+    if len(data) < 21 or bytes(data[:11]) != _COPY_SIGNATURE:
+        raise RuntimeError("COPY BINARY output does not start with its signature")
+    header = 19 + int.from_bytes(data[15:19], "big")  # signature, flags, extension length
+    body = data[header : len(data) - 2]  # the trailer is a field count of -1
+    if len(body) % _PAIR_ROW.itemsize:
+        raise RuntimeError(f"COPY BINARY rows are not {_PAIR_ROW.itemsize} bytes each")
+    rows = np.frombuffer(body, dtype=_PAIR_ROW)
+    if len(rows) and not (
+        (rows["n"] == 2).all() and (rows["k_len"] == 8).all() and (rows["d_len"] == 8).all()
+    ):
+        raise RuntimeError("COPY BINARY rows are not two non-null bigints")
+    return rows["k"].astype(np.int64), rows["d"].astype(np.int64)
 
 
 def key_digests(
@@ -82,17 +104,8 @@ def key_digests(
     query = pg_canon.digest_rows(
         target.key, target.columns, target.ident, _range_filter(target.key, lower, upper)
     )
-    data = _copy_csv(conn, query)
-    if not data:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    table = pcsv.read_csv(
-        io.BytesIO(data),
-        read_options=pcsv.ReadOptions(column_names=["k", "d"]),
-        convert_options=pcsv.ConvertOptions(column_types={"k": pa.int64(), "d": pa.int64()}),
-    )
-    return (
-        table.column("k").to_numpy(),
-        table.column("d").to_numpy(),
+    return _copy_bigint_pairs(
+        conn, sql.SQL("SELECT k::int8, d FROM ({}) AS digests(k, d)").format(query)
     )
 
 
