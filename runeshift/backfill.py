@@ -39,11 +39,11 @@ from runeshift import control_store
 from runeshift.connections import parse_mysql_url, pg_connect
 from runeshift.errors import ConfigError, FatalError
 from runeshift.settings import Settings
+from transform.id_set import IdSet
 from transform.mapping_dedup import plan_dedup
 from transform.mapping_engine import MappedBatch, QuarantinedRow, map_batch, source_key_array
 from transform.mapping_loader import load_mappings
 from transform.mapping_spec import Feed, MappingSet, TargetMapping
-from transform.sorted_id_set import SortedIdSet
 
 if TYPE_CHECKING:
     from runeshift.store_backfill import StoreRecords
@@ -180,7 +180,7 @@ class TargetReferences:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        self._ids: dict[str, SortedIdSet] = {}
+        self._ids: dict[str, IdSet] = {}
         self._maps: dict[tuple[str, str, str], dict[str, str]] = {}
 
     def invalidate(self, table: str) -> None:
@@ -216,7 +216,7 @@ class TargetReferences:
             ).fetchone()
             cast = "::text" if kind and kind[0] == "uuid" else ""
             rows = self._conn.execute(f"SELECT id{cast} FROM {table}").fetchall()
-            self._ids[table] = SortedIdSet(pa.array([r[0] for r in rows]))
+            self._ids[table] = IdSet(pa.array([r[0] for r in rows]))
         ids = self._ids[table]
         if len(ids) == 0:
             return pa.array([False] * len(values))

@@ -1,4 +1,4 @@
-"""Reference checks by binary search agree with ``pc.is_in`` on every kind of input."""
+"""Reference checks by binary search and hash table agree with ``pc.is_in`` on every kind of input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from transform.sorted_id_set import SortedIdSet
+from transform.id_set import IdSet
 
 UUIDS = [str(uuid.uuid5(uuid.NAMESPACE_URL, str(i))) for i in range(50)]
 
@@ -61,10 +61,22 @@ def _is_in(values: pa.Array, ids: pa.Array) -> list[bool]:
 )
 def test_contains_agrees_with_is_in(ids: pa.Array, values: pa.Array) -> None:
     expected = _is_in(values, ids)
-    assert SortedIdSet(ids).contains(values).to_pylist() == expected
+    assert IdSet(ids).contains(values).to_pylist() == expected
 
 
 def test_a_sliced_array_is_read_from_its_offset() -> None:
     ids = pa.array(UUIDS).slice(10, 20)
     values = pa.array(UUIDS).slice(5, 10)
-    assert SortedIdSet(ids).contains(values).to_pylist() == [False] * 5 + [True] * 5
+    assert IdSet(ids).contains(values).to_pylist() == [False] * 5 + [True] * 5
+
+
+def test_many_ids_through_the_hash_table_agree_with_is_in() -> None:
+    """Thousands of ids fill the table's probe sequences; values present, absent, null,
+    and absent ones that differ from an id in one character only."""
+    ids = pa.array([str(uuid.uuid5(uuid.NAMESPACE_DNS, f"id-{i}")) for i in range(5000)])
+    texts = ids.to_pylist()
+    near = [t[:-1] + ("0" if t[-1] != "0" else "1") for t in texts[:500]]
+    values = pa.array([*texts[::3], *near, *(str(uuid.uuid4()) for _ in range(2000)), None])
+    got = IdSet(ids).contains(values).to_pylist()
+    assert got == _is_in(values, ids)
+    assert sum(got) == len(texts[::3])
