@@ -26,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -175,6 +176,17 @@ def select_feeds(
     return picked
 
 
+def _uuid_texts(conn: psycopg.Connection[Any], table: str) -> pa.Array:
+    """Every uuid id of ``table`` as text, sent as one string and cut up in place (a
+    Python string per id cost 0.25 s per 100k)."""
+    row = conn.execute(f"SELECT coalesce(string_agg(id::text, ''), '') FROM {table}").fetchone()
+    joined = str(row[0]) if row else ""
+    data = joined.encode("ascii")
+    count = len(data) // 36
+    offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
+    return pa.StringArray.from_buffers(count, pa.py_buffer(offsets.tobytes()), pa.py_buffer(data))
+
+
 class TargetReferences:
     """Which ids exist in each referenced target table (loaded once per table per run)."""
 
@@ -214,9 +226,11 @@ class TargetReferences:
                 "AND column_name = 'id'",
                 (schema, name),
             ).fetchone()
-            cast = "::text" if kind and kind[0] == "uuid" else ""
-            rows = self._conn.execute(f"SELECT id{cast} FROM {table}").fetchall()
-            self._ids[table] = IdSet(pa.array([r[0] for r in rows]))
+            if kind and kind[0] == "uuid":
+                self._ids[table] = IdSet(_uuid_texts(self._conn, table))
+            else:
+                rows = self._conn.execute(f"SELECT id FROM {table}").fetchall()
+                self._ids[table] = IdSet(pa.array([r[0] for r in rows]))
         ids = self._ids[table]
         if len(ids) == 0:
             return pa.array([False] * len(values))
