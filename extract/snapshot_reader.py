@@ -19,7 +19,7 @@ sized from the table's average row length.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,7 +160,7 @@ class SnapshotReader:
         after: tuple[Any, ...] | None = None,
         until: tuple[Any, ...] | None = None,
         chunk_rows: int | None = None,
-    ) -> Iterator[Chunk]:
+    ) -> Generator[Chunk, None, None]:
         """Yield the table in key order, ``chunk_rows`` rows at a time, for keys in
         (``after``, ``until``] (``None``: that end is open)."""
         if not table.primary_key:

@@ -11,9 +11,13 @@ mapped once per table and joined to the primary rows by id.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +33,7 @@ from transform.mapping_engine import map_batch
 from transform.mapping_spec import Column, Feed, TargetMapping
 
 KEY = "__key"
+T = TypeVar("T")
 References = Callable[[str, pa.Array], pa.Array]
 
 
@@ -84,6 +89,46 @@ def compared_columns(primary: Feed, contributing: Sequence[Feed]) -> list[str]:
     for feed in (primary, *contributing):
         cols.update(dict.fromkeys(r.target for r in feed.columns))
     return list(cols)
+
+
+def _read_ahead(chunks: Generator[T, None, None]) -> Iterator[T]:
+    """``chunks``, the next one read by a thread while the caller works on this one.
+
+    MariaDB finds and sends a chunk's rows while this process maps the previous chunk
+    (the client library waits for the server without holding the GIL). At most one chunk
+    waits; when the caller stops early, the thread stops after the chunk it is reading.
+    """
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                ready.put(("chunk", chunk))
+                if stop.is_set():
+                    return
+            ready.put(("end", None))
+        except BaseException as exc:
+            ready.put(("error", exc))
+        finally:
+            chunks.close()  # its cursor, in the thread that used it
+
+    thread = threading.Thread(target=read, name="reconcile read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = ready.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a blocked put finish so the thread sees the stop
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.05)
+        thread.join()
 
 
 class MappedSource:
@@ -238,13 +283,14 @@ class MappedSource:
         table = reader.tables[self.primary.table]
         lower = after
         pending: tuple[pa.RecordBatch, int] | None = None
-        for chunk in reader.chunks(
+        raw = reader.chunks(
             table,
             columns,  # type: ignore[arg-type]
             after=None if after is None else (after,),
             until=None if until is None else (until,),
             chunk_rows=self.chunk_rows,
-        ):
+        )
+        for chunk in _read_ahead(raw):
             if pending is not None:
                 yield self._finish(pending[0], lower, pending[1])
                 lower = pending[1]
@@ -268,7 +314,7 @@ class MappedSource:
         except StopIteration:
             return None
         finally:
-            it.close()  # type: ignore[attr-defined]
+            it.close()
         return self._finish(chunk.batch, after, int(chunk.last_key[0]))
 
     def rows_for_keys(self, keys: Sequence[int]) -> SourceChunk:
