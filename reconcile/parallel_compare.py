@@ -135,8 +135,7 @@ _worker_tables: dict[tuple[str, tuple[tuple[str, frozenset[str]], ...]], _Worker
 def _worker_table(job: RangeJob) -> _WorkerTable:
     """The job's table set up in this worker: connections, snapshot readers (one snapshot
     for every range this process compares), reference ids, the contributing feeds."""
-    from reconcile.reconcile_run import _close, _open_readers, _plans
-    from reconcile.source_side_reader import MappedSource
+    from reconcile.reconcile_run import _close, _mapped_source, _open_readers, _plans
     from runeshift.backfill import TargetReferences
     from runeshift.connections import pg_connect
     from transform.mapping_loader import load_mappings
@@ -154,15 +153,7 @@ def _worker_table(job: RangeJob) -> _WorkerTable:
     feeds = (plan.primary, *plan.contributing)
     readers = _open_readers(job.settings, {f.source for f in feeds})
     owned.callback(_close, readers)
-    source = MappedSource(
-        readers,
-        plan.target,
-        plan.primary,
-        plan.contributing,
-        plan.table,
-        TargetReferences(conn),
-        chunk_rows=job.chunk_rows,
-    )
+    source = _mapped_source(readers, plan, TargetReferences(conn), job.chunk_rows)
     source.losers = dict(job.losers)
     source.contributed_defaults = dict(job.contributed_defaults)
     source.map_contributing()

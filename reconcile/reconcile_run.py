@@ -263,6 +263,24 @@ class _TableCompare:
         self.result.target_rows_without_source_key = target_side.rows_without_key(self.conn, table)
 
 
+def _mapped_source(
+    readers: dict[str, SnapshotReader],
+    plan: _Plan,
+    references: TargetReferences,
+    chunk_rows: int | None,
+) -> MappedSource:
+    """The plan's source side: its feeds read from ``readers`` through the mapping."""
+    return MappedSource(
+        readers,
+        plan.target,
+        plan.primary,
+        plan.contributing,
+        plan.table,
+        references,
+        chunk_rows=chunk_rows,
+    )
+
+
 def _chain(first: SourceChunk, rest: Iterable[SourceChunk]) -> Iterable[SourceChunk]:
     yield first
     yield from rest
@@ -432,15 +450,7 @@ def _run(
             began = time.monotonic()
             if progress:
                 progress.table_started(plan.target.table)
-            source = MappedSource(
-                readers,
-                plan.target,
-                plan.primary,
-                plan.contributing,
-                plan.table,
-                references,
-                chunk_rows=options.chunk_rows,
-            )
+            source = _mapped_source(readers, plan, references, options.chunk_rows)
             keys = None if options.keys is None else options.keys.get(plan.target.table, ())
             ranges = None
             if keys is None and options.sample is None:
