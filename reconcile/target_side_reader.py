@@ -2,14 +2,12 @@
 
 The database does the heavy part: it renders each compared column to its
 canonical text and hashes the row (``canonical_sql_postgres``), so only
-``(key, digest)`` pairs cross the wire for the full pass, streamed with
-``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` and read in place by numpy. Whole
+``(key, digest)`` pairs cross the wire for the full pass, packed by the server into a few byte strings that numpy reads in place. Whole
 canonical rows are fetched only for the keys that differ.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,39 +56,8 @@ def _range_filter(key: str, lower: int | None, upper: int | None) -> sql.Composa
     return sql.SQL(" AND ").join(parts)
 
 
-# COPY BINARY of two non-null bigints per row: field count, then length and value of each.
-_PAIR_ROW = np.dtype([("n", ">i2"), ("k_len", ">i4"), ("k", ">i8"), ("d_len", ">i4"), ("d", ">i8")])
-_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-
-
-def _copy_bigint_pairs(
-    conn: psycopg.Connection[Any], query: sql.Composable
-) -> tuple[np.ndarray, np.ndarray]:
-    """The two bigint columns of ``query``'s rows (neither NULL), read with COPY BINARY.
-
-    Fixed-width rows, so numpy reads them in place: no text to render on the server or to
-    parse here (963,890 pairs: 0.7-0.9 client CPU s as CSV through Arrow's reader).
-    """
-    buf = io.BytesIO()
-    with (
-        conn.cursor() as cur,
-        cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)) as copy,
-    ):
-        for block in copy:
-            buf.write(block)
-    data = buf.getbuffer()
-    if len(data) < 21 or bytes(data[:11]) != _COPY_SIGNATURE:
-        raise RuntimeError("COPY BINARY output does not start with its signature")
-    header = 19 + int.from_bytes(data[15:19], "big")  # signature, flags, extension length
-    body = data[header : len(data) - 2]  # the trailer is a field count of -1
-    if len(body) % _PAIR_ROW.itemsize:
-        raise RuntimeError(f"COPY BINARY rows are not {_PAIR_ROW.itemsize} bytes each")
-    rows = np.frombuffer(body, dtype=_PAIR_ROW)
-    if len(rows) and not (
-        (rows["n"] == 2).all() and (rows["k_len"] == 8).all() and (rows["d_len"] == 8).all()
-    ):
-        raise RuntimeError("COPY BINARY rows are not two non-null bigints")
-    return rows["k"].astype(np.int64), rows["d"].astype(np.int64)
+# Rows per aggregated value: 4,194,304 pairs are 64 MB, well under bytea's 1 GB limit.
+_PAIRS_PER_GROUP_KEYS = 4_194_304
 
 
 def key_digests(
@@ -100,13 +67,25 @@ def key_digests(
     lower: int | None = None,
     upper: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted keys and their row digests for keys in (lower, upper]."""
+    """Sorted keys and their row digests for keys in (lower, upper].
+
+    The server packs the pairs into a few byte strings (``int8send`` of key and digest,
+    aggregated per block of keys), which numpy reads in place: a row per pair, by COPY or
+    a cursor, cost 0.85 client CPU s per 963,890 pairs, this 0.05 s. A block holds at most
+    ``_PAIRS_PER_GROUP_KEYS`` keys (16 bytes each); sparse keys only make more, smaller
+    blocks.
+    """
     query = pg_canon.digest_rows(
         target.key, target.columns, target.ident, _range_filter(target.key, lower, upper)
     )
-    return _copy_bigint_pairs(
-        conn, sql.SQL("SELECT k::int8, d FROM ({}) AS digests(k, d)").format(query)
-    )
+    packed = sql.SQL(
+        "SELECT string_agg(int8send(k::int8) || int8send(d), ''::bytea) "
+        "FROM ({}) AS digests(k, d) GROUP BY k::int8 / {}"
+    ).format(query, sql.Literal(_PAIRS_PER_GROUP_KEYS))
+    blocks = [bytes(row[0]) for row in conn.execute(packed, binary=True).fetchall()]
+    pairs = np.frombuffer(b"".join(blocks), dtype=">i8").reshape(-1, 2)
+    order = np.argsort(pairs[:, 0], kind="stable")  # blocks and rows in any order
+    return pairs[order, 0].astype(np.int64), pairs[order, 1].astype(np.int64)
 
 
 def canonical_rows(
