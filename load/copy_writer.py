@@ -274,12 +274,16 @@ def upsert_rows(
     rows: pa.Table,
     *,
     encoded: EncodedRows | None = None,
+    fresh: bool = False,
 ) -> list[RejectedRow]:
     """Write ``rows`` (keyed by ``id``) into ``target`` idempotently, inside the caller's transaction.
 
     ``encoded`` is ``rows`` already encoded (``BinaryCopyEncoder.encode`` or
     ``encoded_csv``) when the caller did it elsewhere: the backfill encodes on another
     thread so the writer only talks to Postgres. Without it the rows go as CSV.
+    ``fresh`` says none of the rows can exist yet and the table's key constraints are
+    being built after the load (decision 0008): a refused COPY then goes straight to
+    isolating the refused rows, with plain inserts (there is no key to conflict on).
     """
     if rows.num_rows == 0:
         return []
@@ -291,7 +295,9 @@ def upsert_rows(
                 _copy(cur, _ident(target), columns, data)
             return []
         except psycopg.errors.IntegrityError:
-            pass  # some rows exist already (or break a constraint): merge instead
+            if fresh:  # nothing exists, so a row broke a constraint
+                return _isolate_rejects(conn, target, columns, data, rows.num_rows, fresh=True)
+            # some rows exist already (or break a constraint): merge instead
         try:
             with conn.transaction():
                 tmp = _stage(cur, target, columns, data)
@@ -311,12 +317,24 @@ def _stage(
 
 
 def _merge_sql(
-    target: str, columns: Sequence[str], source: sql.Composable, row_filter: sql.Composable | None
+    target: str,
+    columns: Sequence[str],
+    source: sql.Composable,
+    row_filter: sql.Composable | None,
+    *,
+    fresh: bool = False,
 ) -> sql.Composed:
-    """INSERT .. SELECT .. ON CONFLICT (id) DO UPDATE, touching only rows whose values differ."""
+    """INSERT .. SELECT .. ON CONFLICT (id) DO UPDATE, touching only rows whose values differ.
+
+    ``fresh`` (rows that cannot exist yet, see :func:`upsert_rows`): a plain INSERT .. SELECT.
+    """
     updates = [c for c in columns if c != "id"]
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     where = sql.SQL(" WHERE {}").format(row_filter) if row_filter is not None else sql.SQL("")
+    if fresh:
+        return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}{}").format(
+            _ident(target), cols, cols, source, where
+        )
     if not updates:
         return sql.SQL(
             "INSERT INTO {} ({}) SELECT {} FROM {}{} ON CONFLICT (id) DO NOTHING"
@@ -339,6 +357,8 @@ def _isolate_rejects(
     columns: Sequence[str],
     data: EncodedRows,
     n_rows: int,
+    *,
+    fresh: bool = False,
 ) -> list[RejectedRow]:
     """Slow path: stage once, then merge ranges of rows in savepoints, halving a range that
     fails until the rejected rows stand alone.
@@ -352,7 +372,7 @@ def _isolate_rejects(
         cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN _n bigserial PRIMARY KEY").format(tmp))
         rejected += _reject_nulls(cur, target, columns, tmp)
         cur.execute(sql.SQL("ANALYZE {}").format(tmp))
-        stmt = _merge_sql(target, columns, tmp, sql.SQL("_n BETWEEN %s AND %s"))
+        stmt = _merge_sql(target, columns, tmp, sql.SQL("_n BETWEEN %s AND %s"), fresh=fresh)
         ranges = [(1, n_rows)] if n_rows else []
         while ranges:
             first, last = ranges.pop()
@@ -451,16 +471,31 @@ def update_columns(conn: psycopg.Connection[Any], target: str, rows: pa.Table) -
     return pa.array([i in present for i in ids], pa.bool_())
 
 
-def deferrable_indexes(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, str]]:
-    """``table``'s indexes that may be built after a bulk load: (qualified name, definition).
+@dataclass(frozen=True)
+class DeferrableIndex:
+    """An index a bulk load may drop and build afterwards: its name and the two statements."""
 
-    Only plain indexes qualify: not unique (the writer relies on the target rejecting a
-    duplicate row while it loads, so the row is quarantined instead of failing the index
-    build later), not backing a constraint, valid. The definition is ``pg_get_indexdef``,
-    the exact statement that recreates it.
+    name: str  # schema-qualified; a constraint's index has the constraint's name
+    create: str  # pg_get_indexdef, or ALTER TABLE .. ADD CONSTRAINT .. pg_get_constraintdef
+    drop: str
+
+
+def deferrable_indexes(
+    conn: psycopg.Connection[Any], table: str, unique_columns: frozenset[str] = frozenset()
+) -> list[DeferrableIndex]:
+    """``table``'s indexes that may be built after a bulk load into it.
+
+    Plain indexes qualify: not unique, not backing a constraint, valid. Unique indexes
+    stay, because the writer relies on the target rejecting a duplicate row while it
+    loads, so the row is quarantined instead of failing the index build later; except a
+    primary key or unique constraint on a column in ``unique_columns``, which the loading
+    feed makes unique by construction (``transform.mapping_spec.unique_by_construction``),
+    and which no foreign key references. The statements come from ``pg_get_indexdef`` and
+    ``pg_get_constraintdef``, so they recreate exactly what was there.
     """
     schema, _, name = table.partition(".")
-    rows = conn.execute(
+    qualified = sql.Identifier(schema, name).as_string(conn)
+    plain = conn.execute(
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(ic.relname), pg_get_indexdef(i.indexrelid) "
         "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
         "JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
@@ -469,20 +504,48 @@ def deferrable_indexes(conn: psycopg.Connection[Any], table: str) -> list[tuple[
         "ORDER BY ic.relname",
         (schema, name),
     ).fetchall()
-    return [(str(qualified), str(definition)) for qualified, definition in rows]
+    found = [
+        DeferrableIndex(str(index), str(definition), f"DROP INDEX IF EXISTS {index}")
+        for index, definition in plain
+    ]
+    if not unique_columns:
+        return found
+    constraints = conn.execute(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.conname), quote_ident(c.conname), "
+        "pg_get_constraintdef(c.oid), "
+        "ARRAY(SELECT a.attname FROM pg_attribute a "
+        "      WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey))::text[] "
+        "FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid "
+        "JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = %s AND t.relname = %s AND c.contype IN ('p', 'u') "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.contype = 'f' AND f.conindid = c.conindid) "
+        "ORDER BY c.conname",
+        (schema, name),
+    ).fetchall()
+    for index, constraint, definition, columns in constraints:
+        if unique_columns.intersection(columns):
+            found.append(
+                DeferrableIndex(
+                    str(index),
+                    f"ALTER TABLE {qualified} ADD CONSTRAINT {constraint} {definition}",
+                    f"ALTER TABLE {qualified} DROP CONSTRAINT IF EXISTS {constraint}",
+                )
+            )
+    return found
 
 
-def drop_indexes(conn: psycopg.Connection[Any], names: Sequence[str]) -> None:
-    """Drop indexes by qualified name, in the caller's transaction."""
-    for qualified in names:
-        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.SQL(qualified)))
+def drop_indexes(conn: psycopg.Connection[Any], indexes: Sequence[DeferrableIndex]) -> None:
+    """Drop what :func:`deferrable_indexes` found, in the caller's transaction."""
+    for index in indexes:
+        conn.execute(sql.SQL(index.drop))  # statements built from pg_catalog
 
 
-def create_indexes(conn: psycopg.Connection[Any], definitions: Sequence[str]) -> None:
-    """Run ``pg_get_indexdef`` statements, skipping indexes that exist, in the caller's transaction."""
-    for definition in definitions:
-        statement = definition.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)
-        conn.execute(sql.SQL(statement))  # a statement read from pg_catalog
+def create_indexes(conn: psycopg.Connection[Any], indexes: Sequence[tuple[str, str]]) -> None:
+    """Run ``(name, create statement)`` pairs, skipping indexes that exist, in the caller's transaction."""
+    for name, create in indexes:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        if not (exists and exists[0]):
+            conn.execute(sql.SQL(create))  # a statement read from pg_catalog
 
 
 def defer_foreign_key_checks(conn: psycopg.Connection[Any]) -> bool:

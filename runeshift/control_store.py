@@ -530,7 +530,7 @@ DEFERRED_INDEXES = "backfill-deferred-indexes"  # runs.command of a table's defe
 @dataclass(frozen=True)
 class DeferredIndex:
     name: str
-    definition: str  # pg_get_indexdef: the exact CREATE INDEX statement
+    definition: str  # pg_get_indexdef, or ALTER TABLE .. ADD CONSTRAINT .. pg_get_constraintdef
 
 
 def defer_indexes(
@@ -574,6 +574,19 @@ def deferred_indexes(conn: psycopg.Connection[Any]) -> dict[str, list[DeferredIn
             DeferredIndex(i["name"], i["definition"]) for i in indexes
         )
     return pending
+
+
+def tables_missing_keys(conn: psycopg.Connection[Any]) -> list[str]:
+    """Target tables whose key or unique constraints a backfill dropped and has not built yet.
+
+    Only a backfill may write them until it builds them: nothing else could tell an insert
+    from an update there (decision 0008).
+    """
+    return [
+        table
+        for table, indexes in deferred_indexes(conn).items()
+        if any(i.definition.startswith("ALTER TABLE ") for i in indexes)
+    ]
 
 
 def indexes_rebuilt(conn: psycopg.Connection[Any], table: str) -> None:

@@ -461,6 +461,13 @@ def run_sync(
             f"the target schema is at {at or 'nothing'}, not {head_revision()}; run 'runeshift schema upgrade'"
         )
     lock_conn = pg_connect(pg_url, autocommit=True)
+    unfinished = control_store.tables_missing_keys(lock_conn)
+    if unfinished:
+        lock_conn.close()
+        raise ConfigError(
+            f"the backfill of {', '.join(unfinished)} is not finished: their key constraints "
+            "are built when it ends; run 'runeshift backfill' to finish it, then 'runeshift sync'"
+        )
     started = time.monotonic()
     try:
         metrics.role = "standby"

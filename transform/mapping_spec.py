@@ -210,6 +210,31 @@ class TargetMapping:
         )
 
 
+def unique_by_construction(target: TargetMapping, feed: Feed) -> frozenset[str]:
+    """Target columns whose values the feed makes unique by construction (no two rows share one).
+
+    A feed reads each source row once, keyed by a single-column source key, so a column that
+    is that key copied as it is, or ``id`` computed by ``uuid_from_key`` of that key alone,
+    cannot repeat within the feed. Dedup may rewrite a loser's columns, so those never
+    qualify. The backfill may build such a column's unique constraints after loading the
+    feed into an empty table (decision 0008).
+    """
+    if len(feed.key) != 1:
+        return frozenset()
+    key = Column(feed.key[0])
+    rewritten = {column for rule in feed.dedup for column, _ in rule.loser_set}
+    unique: set[str] = set()
+    id_expr = (feed.id_rule or target.id_rule).expr
+    if (
+        isinstance(id_expr, Call)
+        and id_expr.transform == "uuid_from_key"
+        and id_expr.args == (key,)
+    ):
+        unique.add("id")
+    unique.update(r.target for r in feed.columns if r.expr == key and r.if_null is None)
+    return frozenset(unique - rewritten)
+
+
 @dataclass(frozen=True)
 class ExcludedTable:
     source: str

@@ -227,3 +227,65 @@ def test_rows_null_in_a_not_null_column_are_rejected_at_once_as_postgres_would(c
     assert "required_kind_label_key" in next(r.reason for r in rejected if r.index == 1000)
     (landed,) = conn.execute("SELECT count(*) FROM required_kind").fetchone()
     assert landed == 1 + n - len(nulls) - 1
+
+
+def _shape(conn: psycopg.Connection, table: str) -> tuple[set, set]:
+    indexes = conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)
+    ).fetchall()
+    constraints = conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass",
+        (table,),
+    ).fetchall()
+    return set(indexes), set(constraints)
+
+
+def test_key_constraints_unique_by_construction_are_deferred_unless_referenced(conn):
+    conn.execute(
+        "CREATE TABLE parent (id uuid PRIMARY KEY, legacy bigint CONSTRAINT parent_legacy_unique "
+        "UNIQUE, label text CONSTRAINT parent_label_unique UNIQUE, note text "
+        "CONSTRAINT parent_note_check CHECK (note <> 'bad'))"
+    )
+    conn.execute("CREATE INDEX parent_note_idx ON parent (note)")
+    conn.execute("CREATE TABLE owner (id uuid PRIMARY KEY, legacy bigint UNIQUE)")
+    conn.execute("CREATE TABLE owned (owner_id uuid REFERENCES owner (id))")
+    before = _shape(conn, "parent")
+    # without columns unique by construction only the plain index qualifies
+    assert [i.name for i in copy_writer.deferrable_indexes(conn, "public.parent")] == [
+        "public.parent_note_idx"
+    ]
+    found = copy_writer.deferrable_indexes(conn, "public.parent", frozenset({"id", "legacy"}))
+    assert sorted(i.name for i in found) == [
+        "public.parent_legacy_unique",
+        "public.parent_note_idx",
+        "public.parent_pkey",
+    ]
+    # a primary key another table's foreign key stands on is never dropped
+    owner = copy_writer.deferrable_indexes(conn, "public.owner", frozenset({"id", "legacy"}))
+    assert [i.name for i in owner] == ["public.owner_legacy_key"]
+
+    copy_writer.drop_indexes(conn, found)
+    assert _shape(conn, "parent")[1] == {
+        ("parent_label_unique", "UNIQUE (label)"),
+        ("parent_note_check", "CHECK ((note <> 'bad'::text))"),
+    }
+    # fresh rows into the table without its key: a refused row is isolated, the rest land
+    n = 3000
+    rows = pa.table(
+        {
+            "id": pa.array([str(uuid.uuid4()) for _ in range(n)], pa.string()),
+            "legacy": pa.array(range(n), pa.int64()),
+            "label": pa.array([f"l{i}" for i in range(n)], pa.string()),
+            "note": pa.array(["bad" if i in (7, 2999) else "ok" for i in range(n)], pa.string()),
+        }
+    )
+    rejected = copy_writer.upsert_rows(conn, "public.parent", rows, fresh=True)
+    assert [r.index for r in rejected] == [7, 2999]
+    assert all("parent_note_check" in r.reason for r in rejected)
+    assert conn.execute("SELECT count(*) FROM parent").fetchone() == (n - 2,)
+    # built again (twice: a resumed run repeats the build), exactly as it was
+    pairs = [(i.name, i.create) for i in found]
+    copy_writer.create_indexes(conn, pairs)
+    copy_writer.create_indexes(conn, pairs)
+    assert _shape(conn, "parent") == before
+    conn.rollback()

@@ -24,10 +24,12 @@ import pytest
 from load.target_schema import upgrade
 from runeshift.backfill import run_backfill
 from runeshift.connections import mysql_connect
+from runeshift.errors import ConfigError
 from runeshift.sample import SECRET_CANARY
 from runeshift.sample.legacy_world import generate_legacy_world
 from runeshift.secrets import Secret
 from runeshift.settings import Settings
+from runeshift.sync import SyncOptions, run_sync
 from transform.identity_keys import uuid_for
 from transform.mapping_loader import load_mappings
 
@@ -276,8 +278,10 @@ def test_kill_and_resume_at_several_points_ends_identical(legacy_world, pg_serve
 
     killed_db = _fresh_db(pg_server_url, "killed")
     env = _env(legacy_world, killed_db, tmp_path / "staging", tmp_path)
-    head_indexes = _indexes(_fresh_db(pg_server_url, "head"))
+    head = _fresh_db(pg_server_url, "head")
+    head_indexes = _indexes(head)
     assert _indexes(reference_db) == head_indexes
+    assert _constraints(reference_db) == _constraints(head)
     deferred_seen: set[str] = set()
     # A real kill -9 at three different moments of one long run, then a clean resume.
     for kill_after_chunks in (3, 15, 40):
@@ -312,6 +316,7 @@ def test_kill_and_resume_at_several_points_ends_identical(legacy_world, pg_serve
     assert deferred_seen, "no kill landed while indexes were deferred"
     assert _deferred_indexes(killed_db) == {}
     assert _indexes(killed_db) == head_indexes
+    assert _constraints(killed_db) == _constraints(head)
 
 
 def _excluded_keys(pg: str) -> dict[tuple[str, str, str], str]:
@@ -341,6 +346,17 @@ def _indexes(pg: str) -> set[tuple[str, str, str]]:
     return {(t, n, d) for t, n, d in rows}
 
 
+def _constraints(pg: str) -> set[tuple[str, str, str]]:
+    """(table, constraint name, definition) of every constraint in the rune schema."""
+    with psycopg.connect(pg) as conn:
+        rows = conn.execute(
+            "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+            "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = 'rune'"
+        ).fetchall()
+    return {(t, n, d) for t, n, d in rows}
+
+
 def _deferred_indexes(pg: str) -> dict[str, list[str]]:
     """Indexes a backfill dropped and has not built yet, by table (from runeshift.runs)."""
     from runeshift.control_store import deferred_indexes
@@ -365,10 +381,19 @@ def test_deferred_indexes_are_built_by_a_run_that_does_not_load_their_table(
     pending = _deferred_indexes(target)
     assert list(pending) == ["rune.accounts"] and "ix_accounts_email" in pending["rune.accounts"]
     assert not any(name == "ix_accounts_email" for _, name, _ in _indexes(target))
+    # the legacy member id is unique by construction, so its constraint waits too; the
+    # primary key stays (other tables' foreign keys stand on it)
+    assert "uq_accounts_legacy_member_id" in pending["rune.accounts"]
+    assert "pk_accounts" not in pending["rune.accounts"]
+    # until the backfill ends, nothing else may write the table: the catch-up refuses
+    with pytest.raises(ConfigError, match=r"backfill of rune\.accounts is not finished"):
+        run_sync(settings, options=SyncOptions(until_caught_up=True))
     # the next run loads another table only: it builds the pending indexes first
     run_backfill(settings, tables=["roles"])
     assert _deferred_indexes(target) == {}
-    assert _indexes(target) == _indexes(_fresh_db(pg_server_url, "head"))
+    head = _fresh_db(pg_server_url, "head")
+    assert _indexes(target) == _indexes(head)
+    assert _constraints(target) == _constraints(head)
 
 
 def _fresh_db(server_url: str, name: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 from runeshift.errors import ConfigError
 from transform.mapping_expression import parse_expression
 from transform.mapping_loader import load_mapping_texts, load_mappings
-from transform.mapping_spec import Call, Column, Literal_
+from transform.mapping_spec import Call, Column, Literal_, unique_by_construction
 
 
 def test_shipped_specs_load_in_foreign_key_order():
@@ -131,3 +131,34 @@ def test_id_columns_must_be_in_every_feed_key():
         ConfigError, match=r"reviews.yaml:\d+: the id of rune.reviews is computed from id"
     ):
         load_mapping_texts({"reviews.yaml": spec})
+
+
+def test_columns_unique_by_construction_are_the_key_and_its_uuid():
+    mappings = load_mappings()
+    licenses = mappings.target("licenses")
+    assert unique_by_construction(licenses, licenses.primary) == {"id", "legacy_license_id"}
+    scripts = mappings.target("scripts")
+    # slug is deduplicated (a loser gets a suffix); the key columns still qualify
+    assert "slug" not in unique_by_construction(scripts, scripts.primary)
+    assert "id" in unique_by_construction(scripts, scripts.primary)
+    # a column computed from the key is not the key: only the key copied as it is counts
+    spec = load_mapping_texts(
+        {
+            "reviews.yaml": SPEC.format(rating_rule="rating", extra="")
+            + "          legacy_review_id: id\n          doubled: money_to_minor(id, currency='USD')\n"
+        }
+    ).target("reviews")
+    assert unique_by_construction(spec, spec.primary) == {"id", "legacy_review_id"}
+    # an id from a key that is not the feed's whole key repeats across rows: nothing qualifies
+    two_part = load_mapping_texts(
+        {
+            "reviews.yaml": SPEC.replace("key: [id]", "key: [id, script_id]")
+            .replace(
+                "uuid_from_key(id, entity='review')",
+                "uuid_from_key(id, script_id, entity='review')",
+            )
+            .format(rating_rule="rating", extra="")
+            + "          legacy_review_id: id\n"
+        }
+    ).target("reviews")
+    assert unique_by_construction(two_part, two_part.primary) == frozenset()
