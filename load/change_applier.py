@@ -827,6 +827,7 @@ class ChangeApplier:
         statement = sql.SQL("DELETE FROM {} WHERE id = ANY({})").format(
             _ident(table), _id_array(kind)
         )
+        copy_writer.open_transaction(self.conn)  # the deletes commit with the batch's position
         try:
             with self.conn.transaction():
                 self.conn.execute(statement, (_params(kind, ids),))

@@ -268,6 +268,17 @@ def _temp_table(cur: psycopg.Cursor[Any], target: str, columns: Sequence[str]) -
     return tmp
 
 
+def open_transaction(conn: psycopg.Connection[Any]) -> None:
+    """Make sure the caller's transaction is open, so a ``conn.transaction()`` block is a savepoint.
+
+    On an idle connection psycopg's ``transaction()`` opens a transaction of its own and
+    commits it when the block ends: a chunk's rows would commit before the checkpoint the
+    caller writes after them, and a kill between the two would load them twice.
+    """
+    if not conn.autocommit and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("SELECT 1")  # psycopg sends BEGIN first
+
+
 def upsert_rows(
     conn: psycopg.Connection[Any],
     target: str,
@@ -289,6 +300,7 @@ def upsert_rows(
         return []
     columns = rows.column_names
     data = encoded if encoded is not None else encoded_csv(rows)
+    open_transaction(conn)
     with conn.cursor() as cur:
         try:
             with conn.transaction():

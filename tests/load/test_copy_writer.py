@@ -289,3 +289,27 @@ def test_key_constraints_unique_by_construction_are_deferred_unless_referenced(c
     copy_writer.create_indexes(conn, pairs)
     assert _shape(conn, "parent") == before
     conn.rollback()
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["copy", "isolating-rejects"])
+def test_rows_commit_only_with_the_callers_transaction(conn, refused):
+    """The caller's checkpoint commits with the rows: a rollback after the write leaves nothing.
+
+    psycopg's ``transaction()`` on an idle connection is a transaction of its own; a write
+    that started the caller's transaction that way would commit before the checkpoint.
+    """
+    conn.commit()
+    rows = _rows()
+    if refused:  # two rows share a label: the COPY fails and the rows go one range at a time
+        labels = rows.column("label").to_pylist()
+        rows = rows.set_column(
+            rows.column_names.index("label"), "label", pa.array([labels[1], *labels[1:]])
+        )
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    rejected = copy_writer.upsert_rows(conn, "public.via_csv", rows)
+    assert len(rejected) == (1 if refused else 0)
+    assert conn.execute("SELECT count(*) FROM via_csv").fetchone() == (
+        rows.num_rows - len(rejected),
+    )
+    conn.rollback()
+    assert conn.execute("SELECT count(*) FROM via_csv").fetchone() == (0,)
