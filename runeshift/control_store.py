@@ -159,31 +159,36 @@ def quarantine_rows(
     source_table: str,
     target_table: str,
 ) -> int:
-    params = [
+    """Record quarantined rows, one statement for the lot; a row seen before gets the new reason.
+
+    A key listed twice keeps its last entry, as row-by-row upserts would (the chunk of a
+    million-row backfill quarantined about 700 rows; one statement per row kept its
+    writer waiting on Postgres for 6% of the run).
+    """
+    listed = list(rows)
+    latest = {str(r.source_key): r for r in listed}
+    if not latest:
+        return 0
+    conn.execute(
+        "INSERT INTO runeshift.quarantine (run_id, source, source_table, source_key, target_table, "
+        "rule, reason, raw_row) "
+        "SELECT %s, %s, %s, u.key, %s, u.rule, u.reason, u.raw::jsonb "
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS u(key, rule, reason, raw) "
+        "ON CONFLICT (source, source_table, source_key, target_table) DO UPDATE SET rule = EXCLUDED.rule, "
+        "reason = EXCLUDED.reason, raw_row = EXCLUDED.raw_row, run_id = EXCLUDED.run_id, "
+        "last_seen = now(), resolved_at = NULL",
         (
             run_id,
             source,
             source_table,
-            r.source_key,
             target_table,
-            r.rule,
-            r.reason,
-            Jsonb(r.raw_row),
-        )
-        for r in rows
-    ]
-    if not params:
-        return 0
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO runeshift.quarantine (run_id, source, source_table, source_key, target_table, rule, "
-            "reason, raw_row) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
-            "ON CONFLICT (source, source_table, source_key, target_table) DO UPDATE SET rule = EXCLUDED.rule, "
-            "reason = EXCLUDED.reason, raw_row = EXCLUDED.raw_row, run_id = EXCLUDED.run_id, "
-            "last_seen = now(), resolved_at = NULL",
-            params,
-        )
-    return len(params)
+            list(latest),
+            [r.rule for r in latest.values()],
+            [r.reason for r in latest.values()],
+            [json.dumps(r.raw_row) for r in latest.values()],
+        ),
+    )
+    return len(listed)
 
 
 def resolve_quarantine(
