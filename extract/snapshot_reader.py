@@ -41,7 +41,9 @@ CHUNK_BYTES = 8 * 1024 * 1024
 MIN_CHUNK_ROWS = 500
 # 1M licenses, three runs each (2026-11-28 12:52-12:54): 25k-row chunks peaked at 293-305 MB
 # over the 300 MB target, 20k at 285 MB, 15k at 269 MB; wall time the same within noise.
-MAX_CHUNK_ROWS = 20_000
+# On a slower machine (20:06-20:17) 20k peaked at 311-314 MB and 15k at 297-300 MB, before
+# pyarrow stopped importing pandas (runeshift/arrow_runtime.py; 263-267 MB with 15k).
+MAX_CHUNK_ROWS = 15_000
 
 
 @dataclass(frozen=True)

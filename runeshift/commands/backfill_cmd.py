@@ -8,6 +8,7 @@ from rich.progress import (
     TaskID,
 )
 
+from runeshift.arrow_runtime import keep_pandas_out_of_pyarrow
 from runeshift.backfill import BackfillResult, run_backfill
 from runeshift.console import EXIT_CHECK_FAILED, out, print_json, progress_bar, table
 from runeshift.settings import load_settings
@@ -88,6 +89,7 @@ def backfill(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Snapshot the legacy databases and load them into Rune (resumes an unfinished run)."""
+    keep_pandas_out_of_pyarrow()
     names = [n for item in tables for n in item.split(",") if n.strip()]
     settings = load_settings()
     with progress_bar(disable=as_json) as progress:
