@@ -339,22 +339,24 @@ def _excluded_keys(pg: str) -> dict[tuple[str, str, str], str]:
 
 def _indexes(pg: str) -> set[tuple[str, str, str]]:
     """(table, index name, definition) of every index in the rune schema."""
-    with psycopg.connect(pg) as conn:
-        rows = conn.execute(
-            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'rune'"
-        ).fetchall()
-    return {(t, n, d) for t, n, d in rows}
+    return _catalog(
+        pg, "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'rune'"
+    )
 
 
 def _constraints(pg: str) -> set[tuple[str, str, str]]:
     """(table, constraint name, definition) of every constraint in the rune schema."""
+    return _catalog(
+        pg,
+        "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE n.nspname = 'rune'",
+    )
+
+
+def _catalog(pg: str, query: str) -> set[tuple[str, str, str]]:
     with psycopg.connect(pg) as conn:
-        rows = conn.execute(
-            "SELECT t.relname, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
-            "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
-            "WHERE n.nspname = 'rune'"
-        ).fetchall()
-    return {(t, n, d) for t, n, d in rows}
+        return {(t, n, d) for t, n, d in conn.execute(query).fetchall()}
 
 
 def _deferred_indexes(pg: str) -> dict[str, list[str]]:
