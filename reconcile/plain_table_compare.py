@@ -94,8 +94,9 @@ def compare_plain_tables(
         with pg_connect(pg_url) as pg, my_conn.cursor() as cur:
             for bucket in differing:
                 lo, hi = bucket * bucket_width, (bucket + 1) * bucket_width
-                cur.execute(
-                    f"SELECT `{key}`, {my_digest} FROM `{mysql_table}` WHERE `{key}` >= %s AND `{key}` < %s",
+                cur.execute(  # the digest's own % (DATE_FORMAT) doubled for the driver
+                    f"SELECT `{key}`, {my_digest.replace('%', '%%')} FROM `{mysql_table}` "
+                    f"WHERE `{key}` >= %s AND `{key}` < %s",
                     (lo, hi),
                 )
                 s_rows: list[Any] = list(cur.fetchall())
