@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reconcile.canonical_text import Kind
+from reconcile.canonical_text import BARE_KINDS, Kind
 
 
 def _q(column: str) -> str:
@@ -43,8 +43,10 @@ def canonical(column: str, kind: Kind, *, scale: int = 0) -> str:
 
 def row_text(columns: Sequence[tuple[str, Kind, int]]) -> str:
     fields = [
-        f"COALESCE(CONCAT(CHAR_LENGTH({e}), ':', {e}), '-')"
-        for e in (canonical(n, k, scale=s) for n, k, s in columns)
+        f"COALESCE({e}, '-')"
+        if k in BARE_KINDS
+        else f"COALESCE(CONCAT(CHAR_LENGTH({e}), ':', {e}), '-')"
+        for e, k in ((canonical(n, k, scale=s), k) for n, k, s in columns)
     ]
     return "CONVERT(CONCAT_WS(',', " + ", ".join(fields) + ") USING utf8mb4)"
 

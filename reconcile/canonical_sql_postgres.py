@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from psycopg import sql
 
-from reconcile.canonical_text import Kind
+from reconcile.canonical_text import BARE_KINDS, Kind
 
 
 def canonical(column: str, kind: Kind) -> sql.Composable:
@@ -32,13 +32,17 @@ def canonical(column: str, kind: Kind) -> sql.Composable:
     return sql.SQL(templates[kind]).format(col)
 
 
-def _field(expr: sql.Composable) -> sql.Composable:
+def _field(expr: sql.Composable, kind: Kind) -> sql.Composable:
+    if kind in BARE_KINDS:
+        return sql.SQL("coalesce({e}, '-')").format(e=expr)
     return sql.SQL("coalesce(char_length({e})::text || ':' || {e}, '-')").format(e=expr)
 
 
-def _row_text_of(rendered: Sequence[sql.Composable]) -> sql.Composable:
+def _row_text_of(rendered: Sequence[sql.Composable], kinds: Sequence[Kind]) -> sql.Composable:
     # concat_ws builds the text once; a chain of || copies the growing prefix per field.
-    return sql.SQL("concat_ws(',', {})").format(sql.SQL(", ").join(_field(e) for e in rendered))
+    return sql.SQL("concat_ws(',', {})").format(
+        sql.SQL(", ").join(_field(e, k) for e, k in zip(rendered, kinds, strict=True))
+    )
 
 
 def _digest_of(text: sql.Composable) -> sql.Composable:
@@ -47,7 +51,9 @@ def _digest_of(text: sql.Composable) -> sql.Composable:
 
 def row_text(columns: Sequence[tuple[str, Kind]]) -> sql.Composable:
     """SQL for the canonical row text: every field joined by ','."""
-    return _row_text_of([canonical(name, kind) for name, kind in columns])
+    return _row_text_of(
+        [canonical(name, kind) for name, kind in columns], [kind for _, kind in columns]
+    )
 
 
 def row_digest(columns: Sequence[tuple[str, Kind]]) -> sql.Composable:
@@ -79,5 +85,10 @@ def digest_rows(
     return sql.SQL(
         "SELECT {k}, {d} FROM (SELECT {k}, {rendered} FROM {t} WHERE {w}{order} OFFSET 0) AS r{order}"
     ).format(
-        k=k, d=_digest_of(_row_text_of(names)), rendered=rendered, t=table, w=where, order=order
+        k=k,
+        d=_digest_of(_row_text_of(names, [kind for _, kind in columns])),
+        rendered=rendered,
+        t=table,
+        w=where,
+        order=order,
     )

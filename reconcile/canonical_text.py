@@ -43,6 +43,14 @@ Kind = Literal[
 
 NULL_FIELD = "-"
 FIELD_SEPARATOR = ","
+# Kinds whose canonical text never contains FIELD_SEPARATOR and is never NULL_FIELD alone:
+# their fields are written bare. Every other kind's field carries its length in characters
+# (``5:a,b:c``), so a comma inside a value cannot move a field boundary. Rendering a value
+# once instead of twice (its length, then its text) took MariaDB's checksum of a million
+# rows from about 4.6-5.1 s to 3.3-4.1 s.
+BARE_KINDS: frozenset[str] = frozenset(
+    {"int", "bool", "numeric", "float", "timestamp", "date", "uuid", "bytea"}
+)
 
 _PG_KINDS: dict[str, Kind] = {
     "smallint": "int",
@@ -210,16 +218,18 @@ def _pg_float(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
-def encode_fields(canonical: pa.Array) -> pa.Array:
-    """``<characters>:<text>`` per value, ``-`` for NULL."""
+def encode_fields(canonical: pa.Array, kind: Kind) -> pa.Array:
+    """``<characters>:<text>`` per value (the text alone for :data:`BARE_KINDS`), ``-`` for NULL."""
+    if kind in BARE_KINDS:
+        return pc.fill_null(canonical, NULL_FIELD)
     length = pc.cast(pc.utf8_length(canonical), pa.string())
     field = pc.binary_join_element_wise(length, canonical, ":")
     return pc.fill_null(field, NULL_FIELD)
 
 
-def row_texts(canonical_columns: list[pa.Array]) -> pa.Array:
+def row_texts(canonical_columns: list[pa.Array], kinds: list[Kind]) -> pa.Array:
     """The canonical row text: every field, joined by ``,``."""
-    fields = [encode_fields(c) for c in canonical_columns]
+    fields = [encode_fields(c, k) for c, k in zip(canonical_columns, kinds, strict=True)]
     if len(fields) == 1:
         return fields[0]
     return pc.binary_join_element_wise(*fields, FIELD_SEPARATOR)

@@ -12,7 +12,7 @@ from hashlib import md5
 import numpy as np
 import pyarrow as pa
 
-from reconcile.canonical_text import row_texts
+from reconcile.canonical_text import Kind, row_texts
 
 
 def digests_of_texts(texts: pa.Array) -> np.ndarray:
@@ -23,5 +23,5 @@ def digests_of_texts(texts: pa.Array) -> np.ndarray:
     return (top >> np.uint64(4)).astype(np.int64)
 
 
-def row_digests(canonical_columns: list[pa.Array]) -> np.ndarray:
-    return digests_of_texts(row_texts(canonical_columns))
+def row_digests(canonical_columns: list[pa.Array], kinds: list[Kind]) -> np.ndarray:
+    return digests_of_texts(row_texts(canonical_columns, kinds))

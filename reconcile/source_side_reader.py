@@ -271,7 +271,10 @@ class MappedSource:
         combined = rows.combine_chunks()
         info.lower, info.upper = lower, upper
         info.keys = combined.column(KEY).to_numpy()
-        info.digests = row_digests([combined.column(n) for n in self.column_names])
+        info.digests = row_digests(
+            [combined.column(n) for n in self.column_names],
+            [self.kinds[n] for n in self.column_names],
+        )
         info.rows = combined
         return info
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from reconcile import canonical_sql_postgres as pg_canon
-from reconcile.canonical_text import canonical_array, jsonb_text, row_texts
+from reconcile.canonical_text import BARE_KINDS, canonical_array, jsonb_text, row_texts
 from reconcile.personal_data_masking import mask_email, mask_value
 from reconcile.row_digest import row_digests
 
@@ -88,15 +88,24 @@ def test_arrow_and_postgres_render_the_same_text_and_digest(pg_url, kind, pg_typ
         ).fetchall()
     arrow = canonical_array(values, kind).to_pylist()
     assert arrow == got
-    assert list(row_digests([canonical_array(values, kind)])) == digests
+    assert list(row_digests([canonical_array(values, kind)], [kind])) == digests
     twice = canonical_array(values, kind)
-    assert keyed == [(i, int(d)) for i, d in enumerate(row_digests([twice, twice]))]
+    assert keyed == [(i, int(d)) for i, d in enumerate(row_digests([twice, twice], [kind, kind]))]
+    if kind in BARE_KINDS:  # written without a length: no text may hold a field boundary
+        assert not any(t is not None and ("," in t or t == "-") for t in arrow)
 
 
 def test_null_and_empty_string_and_field_boundaries_differ():
-    a = row_texts([pa.array(["", None, "a,1:b"]), pa.array([None, "", "c"])]).to_pylist()
+    a = row_texts(
+        [pa.array(["", None, "a,1:b"]), pa.array([None, "", "c"])], ["text", "text"]
+    ).to_pylist()
     assert len(set(a)) == 3
     assert a[0] != a[1]
+    # bare fields (numbers) beside length-prefixed ones (text): a comma cannot move a boundary
+    b = row_texts(
+        [pa.array(["x,1", "x", None]), pa.array(["2", "1", "-1"])], ["text", "int"]
+    ).to_pylist()
+    assert b == ["3:x,1,2", "1:x,1", "-,-1"]
 
 
 def test_masking_hides_personal_data_and_secrets():
