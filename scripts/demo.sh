@@ -10,6 +10,8 @@ rs=.venv/bin/runeshift
 step() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 
 step "1. Throwaway MariaDB (ROW binlog) and PostgreSQL (wal_level=logical)"
+# A demo starts from empty servers: a previous demo left a migrated, cut-over target behind.
+$rs sandbox down >/dev/null 2>&1 || true
 $rs sandbox up
 
 step "2. The legacy world: tribot_forums + tribot_repo at scale $scale, every quirk included"
