@@ -319,6 +319,12 @@ class StartReverseFollower:
                     keys.setdefault(table, set()).update(losers)
         if self.after_live_pass is not None:
             self.after_live_pass()
+        if keys is not None and mark is not None:
+            try:  # what the binlogs hold already is read before the hold, not in it
+                mark.read_ahead()
+            except Exception as exc:
+                keys = None
+                legacy_binlog = {"read": False, "reason": f"{exc}; verified in full when held"}
         started = time.monotonic()
         self._rune.hold(drain_timeout=self._drain_timeout_s)
         self._legacy.hold(drain_timeout=self._drain_timeout_s)

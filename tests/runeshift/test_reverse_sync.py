@@ -30,6 +30,7 @@ from load.target_schema import upgrade
 from runeshift.backfill import run_backfill
 from runeshift.connections import mysql_connect
 from runeshift.reverse_sync import (
+    LegacyBinlogMark,
     QuarantineRule,
     ReverseFollower,
     ReverseOptions,
@@ -459,3 +460,43 @@ def test_verification_fails_on_a_quarantined_row_unless_a_named_rule_accepts_it(
     assert accepted.quarantined == [] and accepted.excluded == {"test_grant": 1}
     # the Rune row itself still has no legacy key: still a failure, named as such
     assert [f for f in accepted.failures if "no legacy key" in f]
+
+
+def _touch_legacy_license(settings: Settings, legacy_id: int) -> None:
+    """A binlogged write to legacy behind the services (a cron job, an admin)."""
+    conn = mysql_connect(settings.repo_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE licenses SET refunded = 1 - refunded WHERE id = %s", (legacy_id,))
+            assert cur.rowcount == 1
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_the_binlog_mark_reads_ahead_and_the_held_read_adds_what_came_after(world):
+    first, second = (int(r[0]) for r in _legacy_ids(world, 2))
+    mark = LegacyBinlogMark.take(world)
+    marked = {s: p.as_dict() for s, p in mark.positions.items()}
+    _touch_legacy_license(world, first)
+    mark.read_ahead()  # before the hold: finds the first write, moves on to the binlogs' end
+    ahead = {s: p.as_dict() for s, p in mark.positions.items()}
+    assert ahead != marked
+    _touch_legacy_license(world, second)
+    held = mark.writes_since()
+    assert {first, second} <= held.keys["rune.licenses"]
+    assert held.start == marked and held.end != ahead
+    assert held.transactions >= 2
+    # a read with nothing new adds nothing and repeats nothing
+    again = mark.writes_since()
+    assert again.keys == held.keys and again.transactions == held.transactions
+
+
+def _legacy_ids(settings: Settings, count: int) -> list[tuple]:
+    conn = mysql_connect(settings.repo_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM licenses ORDER BY id LIMIT %s", (count,))
+            return list(cur.fetchall())
+    finally:
+        conn.close()
