@@ -169,24 +169,24 @@ def quarantine_rows(
     latest = {str(r.source_key): r for r in listed}
     if not latest:
         return 0
+    # One JSON document for the lot: psycopg renders text[] parameters element by element
+    # in Python (a third of the writer's time at a million licenses), json.dumps in C.
+    document = json.dumps(
+        [
+            {"key": key, "rule": r.rule, "reason": r.reason, "raw": r.raw_row}
+            for key, r in latest.items()
+        ],
+        default=str,
+    )
     conn.execute(
         "INSERT INTO runeshift.quarantine (run_id, source, source_table, source_key, target_table, "
         "rule, reason, raw_row) "
-        "SELECT %s, %s, %s, u.key, %s, u.rule, u.reason, u.raw::jsonb "
-        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS u(key, rule, reason, raw) "
+        "SELECT %s, %s, %s, u.key, %s, u.rule, u.reason, u.raw "
+        "FROM jsonb_to_recordset(%s::jsonb) AS u(key text, rule text, reason text, raw jsonb) "
         "ON CONFLICT (source, source_table, source_key, target_table) DO UPDATE SET rule = EXCLUDED.rule, "
         "reason = EXCLUDED.reason, raw_row = EXCLUDED.raw_row, run_id = EXCLUDED.run_id, "
         "last_seen = now(), resolved_at = NULL",
-        (
-            run_id,
-            source,
-            source_table,
-            target_table,
-            list(latest),
-            [r.rule for r in latest.values()],
-            [r.reason for r in latest.values()],
-            [json.dumps(r.raw_row) for r in latest.values()],
-        ),
+        (run_id, source, source_table, target_table, document),
     )
     return len(listed)
 

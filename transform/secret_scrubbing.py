@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["MASK", "is_secret_column", "looks_like_secret_value", "scrub_secrets"]
@@ -25,6 +26,7 @@ _SECRET_NAME = re.compile(
 _SECRET_VALUE = re.compile(r"^\$(2[abxy]?|5|6|argon2(id|i|d))\$")
 
 
+@lru_cache(maxsize=4096)
 def is_secret_column(name: str) -> bool:
     """Whether a column name looks like it holds a secret (``members_pass_hash``, ``token``)."""
     return _SECRET_NAME.search(name.lower()) is not None

@@ -1,0 +1,91 @@
+"""What map_batch hands the quarantine: the key, the rule, the reason and the source row as
+JSON would hold it, secrets masked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pyarrow as pa
+
+from transform.mapping_engine import map_batch
+from transform.mapping_loader import load_mapping_texts
+from transform.secret_scrubbing import MASK
+
+SPEC = """
+targets:
+  rune.parents:
+    id: id
+    from:
+      - source: repo.parents
+        key: [id]
+        columns:
+          name: name
+  rune.children:
+    id: id
+    from:
+      - source: repo.children
+        key: [id]
+        columns:
+          owner_id: {expr: owner_id, references: rune.parents, on_missing: quarantine}
+          name: name
+        exclude_columns:
+          pass_hash: a password hash never leaves the source
+          price: not carried over
+          at: not carried over
+          blob: not carried over
+          note: not carried over
+"""
+
+
+def _mapped(*, raw_rows: bool = True):
+    mappings = load_mapping_texts({"spec.yaml": SPEC})
+    target = mappings.target("rune.children")
+    feed = target.feeds[0]
+    batch = pa.record_batch(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "owner_id": pa.array([10, 99, 98], pa.int64()),
+            "name": pa.array(["a", "b\u00e9", None]),
+            "pass_hash": pa.array(["x", "y", None]),
+            "price": pa.array([Decimal("1.50"), Decimal("-2.25"), None], pa.decimal128(12, 2)),
+            "at": pa.array([None, dt.datetime(2021, 11, 7, 1, 30), None], pa.timestamp("us")),
+            "blob": pa.array([b"", "caf\u00e9".encode("latin-1"), b"$2y$10$abcdefghijkl"]),
+            "note": pa.array([None, "$2y$10$0123456789abcdef", "plain"]),
+        }
+    )
+
+    def references(table: str, ids: pa.Array) -> pa.Array:
+        return pa.array([v == 10 for v in ids.to_pylist()])
+
+    return map_batch(target, feed, batch, references=references, raw_rows=raw_rows)
+
+
+def test_quarantined_rows_carry_their_key_reason_and_source_values_as_json_holds_them():
+    mapped = _mapped()
+    assert mapped.rows.column("id").to_pylist() == [1]
+    assert [(q.source_key, q.rule, q.reason) for q in mapped.quarantined] == [
+        ("2", "orphan", "orphan: no row in rune.parents for owner_id"),
+        ("3", "orphan", "orphan: no row in rune.parents for owner_id"),
+    ]
+    second, third = (q.raw_row for q in mapped.quarantined)
+    assert second == {
+        "id": 2,
+        "owner_id": 99,
+        "name": "b\u00e9",
+        "pass_hash": MASK,  # by its name
+        "price": "-2.25",
+        "at": "2021-11-07 01:30:00",
+        "blob": "caf\ufffd",  # latin-1 bytes that are not UTF-8, replaced
+        "note": MASK,  # by its value: a bcrypt hash
+    }
+    assert third["pass_hash"] is None  # a null secret stays null
+    assert third["blob"] == MASK and third["note"] == "plain" and third["name"] is None
+    assert json.loads(json.dumps(second)) == second
+
+
+def test_a_caller_that_only_counts_gets_no_source_values():
+    mapped = _mapped(raw_rows=False)
+    assert [q.raw_row for q in mapped.quarantined] == [{}, {}]
+    assert [q.source_key for q in mapped.quarantined] == ["2", "3"]
