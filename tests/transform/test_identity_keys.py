@@ -91,3 +91,41 @@ def test_uuid_from_key_on_repeating_keys_hashes_each_once_and_matches():
     assert result.values.to_pylist() == [
         None if k is None else str(uuid_for("account", k)) for k in keys
     ]
+
+
+# Message lengths around SHA-1's block edges: the namespace is 16 bytes, one block holds a
+# message of up to 55 bytes with its padding, so names of 39/40 bytes and 103/104 bytes
+# are the edges of one and two blocks; 48 fills the first block exactly.
+EDGE_NAMES = ["", "a", "é", "x" * 39, "x" * 40, "x" * 47, "x" * 48, "x" * 103, "x" * 104, "ü" * 300]
+
+
+def test_the_c_sha1_module_is_built():
+    # Without it uuid5 ids fall back to one hashlib call per row (about 10x the CPU, all of
+    # it holding the GIL); the install must have built it.
+    from transform import identity_keys
+
+    assert identity_keys._sha1_batch is not None
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["c-module", "hashlib-fallback"])
+def test_sha1_heads_equal_hashlib_at_block_edges_in_a_sliced_column(native, monkeypatch):
+    import hashlib
+
+    from transform import identity_keys
+
+    if not native:
+        monkeypatch.setattr(identity_keys, "_sha1_batch", None)
+    column = pa.array(["skipped", *EDGE_NAMES, None, "after"])[1:]  # a slice: offset 1
+    heads = identity_keys._sha1_heads(b"namespace-bytes!", column)
+    expected = [
+        hashlib.sha1(b"namespace-bytes!" + (name or "").encode()).digest()[:16]
+        for name in column.to_pylist()
+    ]
+    assert [heads[i * 16 : (i + 1) * 16] for i in range(len(column))] == expected
+
+
+def test_uuid_ids_from_the_c_module_are_uuid5():
+    spec = get_transform("uuid_from_key")
+    column = pa.array(EDGE_NAMES)
+    got = spec.fn(column, entity="page").values.to_pylist()
+    assert got == [str(uuid_for("page", name)) for name in EDGE_NAMES]

@@ -1,0 +1,184 @@
+/*
+ * SHA-1 over a column of names, for uuid5 ids (transform/identity_keys.py).
+ *
+ * uuid5(namespace, name) is the first 16 bytes of SHA-1(namespace || name) with the
+ * version and variant bits set. hashlib costs about 400 ns a call here, most of it
+ * creating an OpenSSL context per name; a backfill derives three ids per row. This
+ * module hashes a whole Arrow binary column (its data buffer and offsets) in one call,
+ * with the GIL released, and returns the first 16 bytes of each digest; setting the
+ * bits and formatting the text stay in numpy (identity_keys._uuid5_texts).
+ *
+ * SHA-1 as FIPS 180-4 section 6.1 specifies it, written for this one use: messages of
+ * any length, processed in 64-byte blocks, big-endian words.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ROTL(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
+
+/* One round: e += rotl(a, 5) + f(b, c, d) + k + w; b = rotl(b, 30); the callers rotate
+ * the roles of a..e instead of moving values, so the 80 rounds need no branches. */
+#define ROUND(a, b, c, d, e, f, k, w)             \
+    do {                                          \
+        (e) += ROTL((a), 5) + (f) + (k) + (w);    \
+        (b) = ROTL((b), 30);                      \
+    } while (0)
+
+#define F0(b, c, d) (((b) & (c)) | (~(b) & (d)))
+#define F1(b, c, d) ((b) ^ (c) ^ (d))
+#define F2(b, c, d) (((b) & (c)) | ((b) & (d)) | ((c) & (d)))
+
+static void
+sha1_block(uint32_t h[5], const unsigned char *block)
+{
+    uint32_t w[80];
+    for (int t = 0; t < 16; t++) {
+        w[t] = ((uint32_t)block[4 * t] << 24) | ((uint32_t)block[4 * t + 1] << 16) |
+               ((uint32_t)block[4 * t + 2] << 8) | (uint32_t)block[4 * t + 3];
+    }
+    for (int t = 16; t < 80; t++) {
+        w[t] = ROTL(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int t = 0; t < 20; t += 5) {
+        ROUND(a, b, c, d, e, F0(b, c, d), 0x5A827999u, w[t]);
+        ROUND(e, a, b, c, d, F0(a, b, c), 0x5A827999u, w[t + 1]);
+        ROUND(d, e, a, b, c, F0(e, a, b), 0x5A827999u, w[t + 2]);
+        ROUND(c, d, e, a, b, F0(d, e, a), 0x5A827999u, w[t + 3]);
+        ROUND(b, c, d, e, a, F0(c, d, e), 0x5A827999u, w[t + 4]);
+    }
+    for (int t = 20; t < 40; t += 5) {
+        ROUND(a, b, c, d, e, F1(b, c, d), 0x6ED9EBA1u, w[t]);
+        ROUND(e, a, b, c, d, F1(a, b, c), 0x6ED9EBA1u, w[t + 1]);
+        ROUND(d, e, a, b, c, F1(e, a, b), 0x6ED9EBA1u, w[t + 2]);
+        ROUND(c, d, e, a, b, F1(d, e, a), 0x6ED9EBA1u, w[t + 3]);
+        ROUND(b, c, d, e, a, F1(c, d, e), 0x6ED9EBA1u, w[t + 4]);
+    }
+    for (int t = 40; t < 60; t += 5) {
+        ROUND(a, b, c, d, e, F2(b, c, d), 0x8F1BBCDCu, w[t]);
+        ROUND(e, a, b, c, d, F2(a, b, c), 0x8F1BBCDCu, w[t + 1]);
+        ROUND(d, e, a, b, c, F2(e, a, b), 0x8F1BBCDCu, w[t + 2]);
+        ROUND(c, d, e, a, b, F2(d, e, a), 0x8F1BBCDCu, w[t + 3]);
+        ROUND(b, c, d, e, a, F2(c, d, e), 0x8F1BBCDCu, w[t + 4]);
+    }
+    for (int t = 60; t < 80; t += 5) {
+        ROUND(a, b, c, d, e, F1(b, c, d), 0xCA62C1D6u, w[t]);
+        ROUND(e, a, b, c, d, F1(a, b, c), 0xCA62C1D6u, w[t + 1]);
+        ROUND(d, e, a, b, c, F1(e, a, b), 0xCA62C1D6u, w[t + 2]);
+        ROUND(c, d, e, a, b, F1(d, e, a), 0xCA62C1D6u, w[t + 3]);
+        ROUND(b, c, d, e, a, F1(c, d, e), 0xCA62C1D6u, w[t + 4]);
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+/* The first 16 bytes of SHA-1(prefix || name) into out. */
+static void
+sha1_head(const unsigned char *prefix, Py_ssize_t prefix_len, const unsigned char *name,
+          Py_ssize_t name_len, unsigned char out[16])
+{
+    uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
+    unsigned char block[64];
+    Py_ssize_t filled = 0;
+    const unsigned char *parts[2] = {prefix, name};
+    Py_ssize_t lengths[2] = {prefix_len, name_len};
+    for (int p = 0; p < 2; p++) {
+        const unsigned char *src = parts[p];
+        Py_ssize_t left = lengths[p];
+        while (left > 0) {
+            Py_ssize_t take = 64 - filled < left ? 64 - filled : left;
+            memcpy(block + filled, src, (size_t)take);
+            filled += take;
+            src += take;
+            left -= take;
+            if (filled == 64) {
+                sha1_block(h, block);
+                filled = 0;
+            }
+        }
+    }
+    uint64_t bits = (uint64_t)(prefix_len + name_len) * 8u;
+    block[filled++] = 0x80;
+    if (filled > 56) {
+        memset(block + filled, 0, (size_t)(64 - filled));
+        sha1_block(h, block);
+        filled = 0;
+    }
+    memset(block + filled, 0, (size_t)(56 - filled));
+    for (int i = 0; i < 8; i++) {
+        block[63 - i] = (unsigned char)(bits >> (8 * i));
+    }
+    sha1_block(h, block);
+    for (int i = 0; i < 4; i++) {
+        out[4 * i] = (unsigned char)(h[i] >> 24);
+        out[4 * i + 1] = (unsigned char)(h[i] >> 16);
+        out[4 * i + 2] = (unsigned char)(h[i] >> 8);
+        out[4 * i + 3] = (unsigned char)h[i];
+    }
+}
+
+PyDoc_STRVAR(sha1_heads_doc,
+             "sha1_heads(prefix, data, offsets) -> bytes\n\n"
+             "The first 16 bytes of SHA-1(prefix + data[offsets[i]:offsets[i + 1]]) for each i,\n"
+             "concatenated. offsets is a buffer of native int64, non-decreasing, within data.");
+
+static PyObject *
+sha1_heads(PyObject *self, PyObject *args)
+{
+    Py_buffer prefix, data, offsets;
+    if (!PyArg_ParseTuple(args, "y*y*y*", &prefix, &data, &offsets)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t count = offsets.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    if (offsets.len % (Py_ssize_t)sizeof(int64_t) != 0 || count < 0) {
+        PyErr_SetString(PyExc_ValueError, "offsets must hold at least one int64");
+        goto done;
+    }
+    const int64_t *offs = (const int64_t *)offsets.buf;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (offs[i] < 0 || offs[i] > offs[i + 1] || offs[i + 1] > data.len) {
+            PyErr_Format(PyExc_ValueError, "offset %zd is out of order or outside data", i);
+            goto done;
+        }
+    }
+    result = PyBytes_FromStringAndSize(NULL, count * 16);
+    if (result == NULL) {
+        goto done;
+    }
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+    const unsigned char *base = (const unsigned char *)data.buf;
+    const unsigned char *pre = (const unsigned char *)prefix.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        sha1_head(pre, prefix.len, base + offs[i], (Py_ssize_t)(offs[i + 1] - offs[i]),
+                  out + 16 * i);
+    }
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&prefix);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&offsets);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"sha1_heads", sha1_heads, METH_VARARGS, sha1_heads_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_sha1_batch", "SHA-1 over a column of names (uuid5 ids).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__sha1_batch(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,3 @@
+from typing import Any
+
+def sha1_heads(prefix: bytes, data: Any, offsets: Any) -> bytes: ...
