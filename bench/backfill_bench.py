@@ -354,15 +354,17 @@ def run_runeshift(
     child = [sys.executable, str(BENCH / "backfill_child.py"), table]
     if profile == "cprofile":
         child = [sys.executable, "-m", "cProfile", "-o", str(RESULTS / f"{label}.prof"), *child[1:]]
-    elif profile == "py-spy":
+    elif profile in ("py-spy", "py-spy-gil"):
         py_spy = [shutil.which("py-spy") or ""] if shutil.which("py-spy") else ["uvx", "py-spy"]
         out = RESULTS / f"{label}.pyspy.txt"
+        # --idle: every thread's samples, waits included (where the wall time goes);
+        # --gil: only the thread holding the GIL (what keeps the one process busy).
         child = [
             *py_spy,
             "record",
             "--format",
             "raw",
-            "--idle",
+            "--gil" if profile == "py-spy-gil" else "--idle",
             "--rate",
             "200",
             "--subprocesses",
@@ -610,7 +612,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--profile",
-        choices=["cprofile", "py-spy"],
+        choices=["cprofile", "py-spy", "py-spy-gil"],
         help="also run runeshift once under a profiler (not timed)",
     )
     parser.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
