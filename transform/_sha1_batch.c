@@ -48,34 +48,26 @@ sha1_block_portable(uint32_t h[5], const unsigned char *block)
         w[t] = ROTL(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
     }
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    /* Five rounds bring the roles back to a..e; each quarter of the 80 has its own f, k. */
+#define FIVE_ROUNDS(f, k, t)                                \
+    ROUND(a, b, c, d, e, f(b, c, d), (k), w[(t)]);          \
+    ROUND(e, a, b, c, d, f(a, b, c), (k), w[(t) + 1]);      \
+    ROUND(d, e, a, b, c, f(e, a, b), (k), w[(t) + 2]);      \
+    ROUND(c, d, e, a, b, f(d, e, a), (k), w[(t) + 3]);      \
+    ROUND(b, c, d, e, a, f(c, d, e), (k), w[(t) + 4])
     for (int t = 0; t < 20; t += 5) {
-        ROUND(a, b, c, d, e, F0(b, c, d), 0x5A827999u, w[t]);
-        ROUND(e, a, b, c, d, F0(a, b, c), 0x5A827999u, w[t + 1]);
-        ROUND(d, e, a, b, c, F0(e, a, b), 0x5A827999u, w[t + 2]);
-        ROUND(c, d, e, a, b, F0(d, e, a), 0x5A827999u, w[t + 3]);
-        ROUND(b, c, d, e, a, F0(c, d, e), 0x5A827999u, w[t + 4]);
+        FIVE_ROUNDS(F0, 0x5A827999u, t);
     }
     for (int t = 20; t < 40; t += 5) {
-        ROUND(a, b, c, d, e, F1(b, c, d), 0x6ED9EBA1u, w[t]);
-        ROUND(e, a, b, c, d, F1(a, b, c), 0x6ED9EBA1u, w[t + 1]);
-        ROUND(d, e, a, b, c, F1(e, a, b), 0x6ED9EBA1u, w[t + 2]);
-        ROUND(c, d, e, a, b, F1(d, e, a), 0x6ED9EBA1u, w[t + 3]);
-        ROUND(b, c, d, e, a, F1(c, d, e), 0x6ED9EBA1u, w[t + 4]);
+        FIVE_ROUNDS(F1, 0x6ED9EBA1u, t);
     }
     for (int t = 40; t < 60; t += 5) {
-        ROUND(a, b, c, d, e, F2(b, c, d), 0x8F1BBCDCu, w[t]);
-        ROUND(e, a, b, c, d, F2(a, b, c), 0x8F1BBCDCu, w[t + 1]);
-        ROUND(d, e, a, b, c, F2(e, a, b), 0x8F1BBCDCu, w[t + 2]);
-        ROUND(c, d, e, a, b, F2(d, e, a), 0x8F1BBCDCu, w[t + 3]);
-        ROUND(b, c, d, e, a, F2(c, d, e), 0x8F1BBCDCu, w[t + 4]);
+        FIVE_ROUNDS(F2, 0x8F1BBCDCu, t);
     }
     for (int t = 60; t < 80; t += 5) {
-        ROUND(a, b, c, d, e, F1(b, c, d), 0xCA62C1D6u, w[t]);
-        ROUND(e, a, b, c, d, F1(a, b, c), 0xCA62C1D6u, w[t + 1]);
-        ROUND(d, e, a, b, c, F1(e, a, b), 0xCA62C1D6u, w[t + 2]);
-        ROUND(c, d, e, a, b, F1(d, e, a), 0xCA62C1D6u, w[t + 3]);
-        ROUND(b, c, d, e, a, F1(c, d, e), 0xCA62C1D6u, w[t + 4]);
+        FIVE_ROUNDS(F1, 0xCA62C1D6u, t);
     }
+#undef FIVE_ROUNDS
     h[0] += a;
     h[1] += b;
     h[2] += c;

@@ -9,38 +9,20 @@ from decimal import Decimal
 
 import pyarrow as pa
 
+from tests.transform.engine_specs import children_mapping
 from transform.mapping_engine import map_batch
-from transform.mapping_loader import load_mapping_texts
 from transform.secret_scrubbing import MASK
 
-SPEC = """
-targets:
-  rune.parents:
-    id: id
-    from:
-      - source: repo.parents
-        key: [id]
-        columns:
-          name: name
-  rune.children:
-    id: id
-    from:
-      - source: repo.children
-        key: [id]
-        columns:
-          owner_id: {expr: owner_id, references: rune.parents, on_missing: quarantine}
-          name: name
-        exclude_columns:
-          pass_hash: a password hash never leaves the source
-          price: not carried over
-          at: not carried over
-          blob: not carried over
-          note: not carried over
+FEED = """
+        columns: {owner_id: {expr: owner_id, references: rune.parents, on_missing: quarantine},
+                  name: name}
+        exclude_columns: {pass_hash: a password hash never leaves the source,
+                          price: unused, at: unused, blob: unused, note: unused}
 """
 
 
 def _mapped(*, raw_rows: bool = True):
-    mappings = load_mapping_texts({"spec.yaml": SPEC})
+    mappings = children_mapping(FEED)
     target = mappings.target("rune.children")
     feed = target.feeds[0]
     batch = pa.record_batch(

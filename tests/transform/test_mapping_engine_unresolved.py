@@ -5,23 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from tests.transform.engine_specs import children_mapping
 from transform.mapping_engine import map_batch, null_id_references
-from transform.mapping_loader import load_mapping_texts
 
-SPEC = """
-targets:
-  rune.parents:
-    id: id
-    from:
-      - source: repo.parents
-        key: [id]
-        columns:
-          name: name
-  rune.children:
-    id: id
-    from:
-      - source: repo.children
-        key: [id]
+FEED = """
         columns:
           parent_id: {expr: parent_id, references: rune.parents, on_missing: "null"}
           owner_id: {expr: owner_id, references: rune.parents, on_missing: quarantine}
@@ -30,7 +17,7 @@ targets:
 
 
 def _children(existing: set[int]):
-    mappings = load_mapping_texts({"spec.yaml": SPEC})
+    mappings = children_mapping(FEED)
     target = mappings.target("rune.children")
     feed = target.feeds[0]
     batch = pa.record_batch(
