@@ -20,9 +20,9 @@ from transform.registry import TransformResult, transform
 from transform.row_errors import as_array, count_true, errors_where, null_where
 
 try:
-    from transform import _sha1_batch
+    from transform import _uuid5_batch
 except ImportError:  # installed without a C compiler
-    _sha1_batch = None  # type: ignore[assignment]
+    _uuid5_batch = None  # type: ignore[assignment]
 
 __all__ = ["RUNESHIFT_NAMESPACE", "shopify_id_to_int", "uuid_for", "uuid_from_key"]
 
@@ -64,47 +64,32 @@ def uuid_for(entity: str, *key: int | str) -> uuid.UUID:
     return uuid.uuid5(RUNESHIFT_NAMESPACE, _key_name(entity, key))
 
 
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-# Where the 32 hex digits go in the 36-character text form (dashes at 8, 13, 18, 23).
-_HEX_POSITIONS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+def _uuid5_text_bytes(name_array: pa.Array) -> bytes:
+    """``str(uuid.uuid5(RUNESHIFT_NAMESPACE, name))`` for each name, 36 ASCII bytes each.
 
-
-def _sha1_heads(prefix: bytes, names: pa.Array) -> bytes:
-    """The first 16 bytes of ``sha1(prefix + name)`` for each name, concatenated.
-
-    In C over the column's buffers when the extension is built (``_sha1_batch.c``: about
-    70 ns a name with the CPU's SHA extensions, 360 ns without, the GIL released), else one
-    hashlib call per name (about 400 ns, holding the GIL). A null name hashes as empty; the
-    caller nulls its id.
+    In C over the column's buffers when the extension is built (``_uuid5_batch.c``: about
+    80 ns a name with the CPU's SHA extensions, 370 ns without, the GIL released), else
+    with hashlib and ``uuid`` per name (about 1.5 us, holding the GIL). A null name is
+    hashed as empty; the caller nulls its id.
     """
-    binary = names.cast(pa.large_binary())
-    if _sha1_batch is None:
+    binary = name_array.cast(pa.large_binary())
+    namespace = RUNESHIFT_NAMESPACE.bytes
+    if _uuid5_batch is None:
         sha1 = hashlib.sha1
-        return b"".join([sha1(prefix + (n or b"")).digest()[:16] for n in binary.to_pylist()])
+        heads = [sha1(namespace + (n or b"")).digest()[:16] for n in binary.to_pylist()]
+        return "".join([str(uuid.UUID(bytes=h, version=5)) for h in heads]).encode()
     _, offsets_buffer, data = binary.buffers()
     offsets = np.frombuffer(offsets_buffer, dtype=np.int64)
     offsets = offsets[binary.offset : binary.offset + len(binary) + 1]
-    return _sha1_batch.sha1_heads(prefix, data if data is not None else b"", offsets)
+    return _uuid5_batch.uuid5_texts(namespace, data if data is not None else b"", offsets)
 
 
 def _uuid5_texts(name_array: pa.Array) -> pa.Array:
-    """uuid5 text of each name (null for None), the same as ``str(uuid.uuid5(...))``.
-
-    The sha1 runs over the whole column (:func:`_sha1_heads`); setting the version/variant
-    bits and formatting the hex text happen on a numpy byte matrix.
-    """
-    digests = _sha1_heads(RUNESHIFT_NAMESPACE.bytes, name_array)
-    raw = np.frombuffer(digests, dtype=np.uint8).reshape(-1, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50  # version 5
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    hex_digits = np.empty((len(name_array), 32), dtype=np.uint8)
-    hex_digits[:, 0::2] = _HEX_DIGITS[raw >> 4]
-    hex_digits[:, 1::2] = _HEX_DIGITS[raw & 0x0F]
-    text = np.full((len(name_array), 36), ord("-"), dtype=np.uint8)
-    text[:, _HEX_POSITIONS] = hex_digits
-    offsets = np.arange(0, 36 * (len(name_array) + 1), 36, dtype=np.int32)
+    """uuid5 text of each name (null for None), the same as ``str(uuid.uuid5(...))``."""
+    count = len(name_array)
+    offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
     ids = pa.StringArray.from_buffers(
-        len(name_array), pa.py_buffer(offsets.tobytes()), pa.py_buffer(text.tobytes())
+        count, pa.py_buffer(offsets), pa.py_buffer(_uuid5_text_bytes(name_array))
     )
     return null_where(ids, pc.is_null(name_array))
 
@@ -120,22 +105,19 @@ def uuid_from_key(key: pa.Array, *more_keys: pa.Array, entity: str) -> Transform
 
     ``uuid_from_key(member_id, entity="member")`` equals ``str(uuid_for("member", id))``.
     Several key arrays make a composite key (``script_id, member_id`` for reviews). The
-    name is built vectorised (integers cast to decimal text, joined with ``':'``); only the
-    sha1 runs per row, once per distinct key when keys repeat. A null in any key part gives a null id. Empty text parts are allowed
-    but counted, because ``''`` usually means a missing key.
+    name is built vectorised (integers cast to decimal text, joined with ``':'``) and the
+    ids of the whole column come from one call (:func:`_uuid5_text_bytes`); hashing every
+    name costs less than finding the distinct ones first. A null in any key part gives a
+    null id. Empty text parts are allowed but counted, because ``''`` usually means a
+    missing key.
     """
-    keys = (key, *more_keys)
+    keys = [as_array(k) for k in (key, *more_keys)]
     uuid_for(entity)  # validates the entity name
-    parts = [pc.cast(as_array(k), pa.string()) for k in keys]
-    names = pc.binary_join_element_wise(entity, *parts, ":")
-    distinct = pc.unique(names)
-    if len(distinct) * 4 < len(names) * 3:
-        # A reference (a license's member, its script) repeats its keys: hash each once.
-        ids = pc.take(_uuid5_texts(distinct), pc.index_in(names, value_set=distinct))
-    else:
-        ids = _uuid5_texts(names)
+    parts = [pc.cast(k, pa.string()) for k in keys]
+    ids = _uuid5_texts(pc.binary_join_element_wise(entity, *parts, ":"))
     notes: dict[str, int] = {}
-    empty_parts = sum(count_true(pc.equal(p, "")) for p in parts)
+    texts = [p for k, p in zip(keys, parts, strict=True) if not pa.types.is_integer(k.type)]
+    empty_parts = sum(count_true(pc.equal(p, "")) for p in texts)
     if empty_parts:
         notes["empty text key part"] = empty_parts
     return TransformResult(ids, notes=notes)

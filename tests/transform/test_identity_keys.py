@@ -99,32 +99,30 @@ def test_uuid_from_key_on_repeating_keys_hashes_each_once_and_matches():
 EDGE_NAMES = ["", "a", "é", "x" * 39, "x" * 40, "x" * 47, "x" * 48, "x" * 103, "x" * 104, "ü" * 300]
 
 
-def test_the_c_sha1_module_is_built():
-    # Without it uuid5 ids fall back to one hashlib call per row (about 10x the CPU, all of
-    # it holding the GIL); the install must have built it.
+def test_the_c_uuid5_module_is_built():
+    # Without it uuid5 ids fall back to hashlib and uuid per row (about 20x the CPU, all
+    # of it holding the GIL); the install must have built it.
     from transform import identity_keys
 
-    assert identity_keys._sha1_batch is not None
+    assert identity_keys._uuid5_batch is not None
 
 
-@pytest.mark.parametrize("native", [True, False], ids=["c-module", "hashlib-fallback"])
-def test_sha1_heads_equal_hashlib_at_block_edges_in_a_sliced_column(native, monkeypatch):
-    import hashlib
-
+@pytest.mark.parametrize("native", [True, False], ids=["c-module", "python-fallback"])
+def test_uuid5_texts_are_uuid5_at_sha1_block_edges_in_a_sliced_column(native, monkeypatch):
     from transform import identity_keys
 
     if not native:
-        monkeypatch.setattr(identity_keys, "_sha1_batch", None)
+        monkeypatch.setattr(identity_keys, "_uuid5_batch", None)
     column = pa.array(["skipped", *EDGE_NAMES, None, "after"])[1:]  # a slice: offset 1
-    heads = identity_keys._sha1_heads(b"namespace-bytes!", column)
+    got = identity_keys._uuid5_texts(column).to_pylist()
     expected = [
-        hashlib.sha1(b"namespace-bytes!" + (name or "").encode()).digest()[:16]
+        None if name is None else str(uuid.uuid5(RUNESHIFT_NAMESPACE, name))
         for name in column.to_pylist()
     ]
-    assert [heads[i * 16 : (i + 1) * 16] for i in range(len(column))] == expected
+    assert got == expected
 
 
-def test_uuid_ids_from_the_c_module_are_uuid5():
+def test_uuid_ids_from_the_c_module_are_uuid_for():
     spec = get_transform("uuid_from_key")
     column = pa.array(EDGE_NAMES)
     got = spec.fn(column, entity="page").values.to_pylist()
@@ -140,13 +138,12 @@ def test_the_portable_c_sha1_agrees_where_the_cpu_would_use_its_sha_extensions()
     import sys
 
     script = (
-        "import hashlib, json, sys, pyarrow as pa\n"
-        "from transform import _sha1_batch, identity_keys\n"
+        "import json, sys, uuid, pyarrow as pa\n"
+        "from transform import _uuid5_batch, identity_keys\n"
         "names = json.loads(sys.argv[1])\n"
-        "heads = identity_keys._sha1_heads(b'namespace-bytes!', pa.array(names))\n"
-        "want = b''.join(hashlib.sha1(b'namespace-bytes!' + n.encode()).digest()[:16]"
-        " for n in names)\n"
-        "print(_sha1_batch.ENGINE, heads == want)\n"
+        "got = identity_keys._uuid5_texts(pa.array(names)).to_pylist()\n"
+        "want = [str(uuid.uuid5(identity_keys.RUNESHIFT_NAMESPACE, n)) for n in names]\n"
+        "print(_uuid5_batch.ENGINE, got == want)\n"
     )
     env = {**os.environ, "RUNESHIFT_SHA1_PORTABLE": "1"}
     out = subprocess.run(

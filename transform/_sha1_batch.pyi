@@ -1,3 +1,0 @@
-from typing import Any
-
-def sha1_heads(prefix: bytes, data: Any, offsets: Any) -> bytes: ...
