@@ -8,7 +8,7 @@ need_apt=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need_apt+=(mariadb-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # mysqlclient (the C MySQL reader on the backfill's hot path) builds against these; gcc also
-# builds runeshift's own uuid5 module (transform/_uuid5_batch.c).
+# builds runeshift's own column kernels (transform/_column_kernels.c).
 [ -f /usr/include/mariadb/mysql.h ] || need_apt+=(libmariadb-dev)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)

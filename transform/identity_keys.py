@@ -16,13 +16,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from runeshift.errors import ConfigError
+from transform.column_buffers import binary_buffers
 from transform.registry import TransformResult, transform
 from transform.row_errors import as_array, count_true, errors_where, null_where
 
 try:
-    from transform import _uuid5_batch
+    from transform import _column_kernels
 except ImportError:  # installed without a C compiler
-    _uuid5_batch = None  # type: ignore[assignment]
+    _column_kernels = None  # type: ignore[assignment]
 
 __all__ = ["RUNESHIFT_NAMESPACE", "shopify_id_to_int", "uuid_for", "uuid_from_key"]
 
@@ -67,21 +68,18 @@ def uuid_for(entity: str, *key: int | str) -> uuid.UUID:
 def _uuid5_text_bytes(name_array: pa.Array) -> bytes:
     """``str(uuid.uuid5(RUNESHIFT_NAMESPACE, name))`` for each name, 36 ASCII bytes each.
 
-    In C over the column's buffers when the extension is built (``_uuid5_batch.c``: about
+    In C over the column's buffers when the extension is built (``_column_kernels.c``: about
     80 ns a name with the CPU's SHA extensions, 370 ns without, the GIL released), else
     with hashlib and ``uuid`` per name (about 1.5 us, holding the GIL). A null name is
     hashed as empty; the caller nulls its id.
     """
-    binary = name_array.cast(pa.large_binary())
     namespace = RUNESHIFT_NAMESPACE.bytes
-    if _uuid5_batch is None:
+    if _column_kernels is None:
         sha1 = hashlib.sha1
-        heads = [sha1(namespace + (n or b"")).digest()[:16] for n in binary.to_pylist()]
+        names = name_array.cast(pa.binary()).to_pylist()
+        heads = [sha1(namespace + (n or b"")).digest()[:16] for n in names]
         return "".join([str(uuid.UUID(bytes=h, version=5)) for h in heads]).encode()
-    _, offsets_buffer, data = binary.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)
-    offsets = offsets[binary.offset : binary.offset + len(binary) + 1]
-    return _uuid5_batch.uuid5_texts(namespace, data if data is not None else b"", offsets)
+    return _column_kernels.uuid5_texts(namespace, *binary_buffers(name_array))
 
 
 def _uuid5_texts(name_array: pa.Array) -> pa.Array:

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from runeshift.errors import ConfigError
+from transform.column_buffers import binary_buffers
 from transform.registry import TransformResult, transform
 from transform.row_errors import as_array, count_true, errors_where, null_where
+
+try:
+    from transform import _column_kernels
+except ImportError:  # installed without a C compiler
+    _column_kernels = None  # type: ignore[assignment]
 
 __all__ = [
     "LEGACY_ZONE",
@@ -64,26 +71,46 @@ def _substring_int(text: pa.Array, start: int, stop: int) -> pa.Array:
 _PLAIN_DATETIME = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"
 
 
-def _parse_mysql_datetimes(text: pa.Array) -> _ParsedDatetimes:
-    """Parse ``'YYYY-MM-DD[ HH:MM:SS[.ffffff]]'`` vectorised; classify zero and bad values.
+def _settle_plain_in_c(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The plain values of ``text`` parsed in C (``_column_kernels.c``), and which they are."""
+    micros, settled = _column_kernels.plain_datetimes(*binary_buffers(text))
+    ok = np.frombuffer(settled, dtype=np.bool_)
+    if text.null_count:  # a null's bytes say nothing
+        ok = ok & pc.is_valid(text).to_numpy(zero_copy_only=False)
+    naive = pa.array(np.frombuffer(micros, dtype=np.int64), pa.timestamp("us"), mask=~ok)
+    return naive, pa.array(ok)
 
-    Fast path for the common ``'YYYY-MM-DD HH:MM:SS'``: one strptime over the column. The
-    rows it cannot settle (zero dates, DATE text, fractions, junk) go through the full
-    parser, and so do the few rows strptime could have normalised instead of rejecting:
-    an overflowing day lands on day 1-3 of the next month and a second of 60 on second 0,
-    so only rows with those results need their fields compared with the text.
+
+def _settle_plain_in_arrow(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The same with pyarrow alone (no C module): a regex, a strptime and field checks.
+
+    strptime normalises instead of failing (an overflowing day lands on day 1-3 of the
+    next month, a second of 60 on second 0), so rows with those results are left to the
+    full parser, which compares the fields with the text.
     """
     shaped = pc.fill_null(pc.match_substring_regex(text, _PLAIN_DATETIME), False)
     naive = pc.strptime(text, format=_DATETIME_FORMAT, unit="us", error_is_null=True)
     settled = pc.fill_null(pc.and_(shaped, pc.not_equal(pc.year(naive), 0)), False)
     maybe_normalised = pc.or_(pc.less_equal(pc.day(naive), 3), pc.equal(pc.second(naive), 0))
     settled = pc.and_(settled, pc.invert(pc.fill_null(maybe_normalised, True)))
+    return null_where(naive, pc.invert(settled)), settled
+
+
+def _parse_mysql_datetimes(text: pa.Array) -> _ParsedDatetimes:
+    """Parse ``'YYYY-MM-DD[ HH:MM:SS[.ffffff]]'`` vectorised; classify zero and bad values.
+
+    Fast path for the common ``'YYYY-MM-DD HH:MM:SS'`` (in C where it is built); the rows
+    it cannot settle (zero dates, DATE text, fractions, junk) go through the full parser.
+    """
+    if _column_kernels is not None:
+        naive, settled = _settle_plain_in_c(text)
+    else:
+        naive, settled = _settle_plain_in_arrow(text)
     unsettled = pc.and_(pc.is_valid(text), pc.invert(settled))
     none = pc.and_(pc.is_null(text), pc.is_valid(text))  # all false, same length
     if count_true(unsettled) == 0:
         return _ParsedDatetimes(naive=naive, zero=none, partial_zero=none, invalid=none)
     rest = _parse_mysql_datetimes_fully(pc.filter(text, unsettled))
-    naive = null_where(naive, pc.invert(settled))
     return _ParsedDatetimes(
         naive=pc.replace_with_mask(naive, unsettled, rest.naive),
         zero=pc.replace_with_mask(none, unsettled, rest.zero),

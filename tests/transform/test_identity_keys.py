@@ -104,7 +104,7 @@ def test_the_c_uuid5_module_is_built():
     # of it holding the GIL); the install must have built it.
     from transform import identity_keys
 
-    assert identity_keys._uuid5_batch is not None
+    assert identity_keys._column_kernels is not None
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["c-module", "python-fallback"])
@@ -112,7 +112,7 @@ def test_uuid5_texts_are_uuid5_at_sha1_block_edges_in_a_sliced_column(native, mo
     from transform import identity_keys
 
     if not native:
-        monkeypatch.setattr(identity_keys, "_uuid5_batch", None)
+        monkeypatch.setattr(identity_keys, "_column_kernels", None)
     column = pa.array(["skipped", *EDGE_NAMES, None, "after"])[1:]  # a slice: offset 1
     got = identity_keys._uuid5_texts(column).to_pylist()
     expected = [
@@ -139,11 +139,11 @@ def test_the_portable_c_sha1_agrees_where_the_cpu_would_use_its_sha_extensions()
 
     script = (
         "import json, sys, uuid, pyarrow as pa\n"
-        "from transform import _uuid5_batch, identity_keys\n"
+        "from transform import _column_kernels, identity_keys\n"
         "names = json.loads(sys.argv[1])\n"
         "got = identity_keys._uuid5_texts(pa.array(names)).to_pylist()\n"
         "want = [str(uuid.uuid5(identity_keys.RUNESHIFT_NAMESPACE, n)) for n in names]\n"
-        "print(_uuid5_batch.ENGINE, got == want)\n"
+        "print(_column_kernels.ENGINE, got == want)\n"
     )
     env = {**os.environ, "RUNESHIFT_SHA1_PORTABLE": "1"}
     out = subprocess.run(

@@ -1,12 +1,46 @@
 /*
- * uuid5 ids of a column of names (transform/identity_keys.py).
+ * Column kernels in C for the mapping's hot path: each takes a whole Arrow column (its
+ * data buffer and int64 offsets, transform/column_buffers.py) and runs with the GIL
+ * released, where pyarrow has no kernel for the job or needs several passes. Their
+ * Python callers fall back to pure Python/pyarrow when this module is not built.
+ *
+ * 1. uuid5 ids of a column of names (transform/identity_keys.py)
+ * 2. MySQL DATETIME text of the plain shape (transform/temporal.py)
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Value i of a column is data[offsets[i]:offsets[i + 1]]: check that offsets say so
+ * (non-decreasing, within data) and give the number of values, or set an exception. */
+static int
+column_count(const Py_buffer *data, const Py_buffer *offsets, Py_ssize_t *count)
+{
+    *count = offsets->len / (Py_ssize_t)sizeof(int64_t) - 1;
+    if (offsets->len % (Py_ssize_t)sizeof(int64_t) != 0 || *count < 0) {
+        PyErr_SetString(PyExc_ValueError, "offsets must hold at least one int64");
+        return -1;
+    }
+    const int64_t *offs = (const int64_t *)offsets->buf;
+    for (Py_ssize_t i = 0; i < *count; i++) {
+        if (offs[i] < 0 || offs[i] > offs[i + 1] || offs[i + 1] > data->len) {
+            PyErr_Format(PyExc_ValueError, "offset %zd is out of order or outside data", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * 1. uuid5 ids of a column of names (transform/identity_keys.py).
  *
  * uuid5(namespace, name) is the first 16 bytes of SHA-1(namespace || name) with the
  * version and variant bits set. hashlib costs about 400 ns a call here, most of it
  * creating an OpenSSL context per name, all of it holding the GIL, and formatting the
- * text in numpy another 100 ns; a backfill derives three ids per license. This module
- * takes a whole Arrow binary column (its data buffer and offsets) and returns the ids'
- * text, in one call with the GIL released.
+ * text in numpy another 100 ns; a backfill derives three ids per license. uuid5_texts
+ * returns the ids' text for a whole column in one call (about 90 ns a name here).
  *
  * SHA-1 as FIPS 180-4 section 6.1 specifies it, written for this one use: messages of
  * any length, processed in 64-byte blocks, big-endian words. Two block functions: the
@@ -15,11 +49,6 @@
  * RUNESHIFT_SHA1_PORTABLE, set before the import, forces the portable one (its test
  * uses that); ENGINE names the one in use.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #define ROTL(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
 
@@ -215,22 +244,15 @@ uuid5_texts(PyObject *Py_UNUSED(self), PyObject *args)
         return NULL;
     }
     PyObject *result = NULL;
-    Py_ssize_t count = offsets.len / (Py_ssize_t)sizeof(int64_t) - 1;
+    Py_ssize_t count;
     if (namespace.len != 16) {
         PyErr_SetString(PyExc_ValueError, "namespace must be the 16 bytes of a uuid");
         goto done;
     }
-    if (offsets.len % (Py_ssize_t)sizeof(int64_t) != 0 || count < 0) {
-        PyErr_SetString(PyExc_ValueError, "offsets must hold at least one int64");
+    if (column_count(&data, &offsets, &count) < 0) {
         goto done;
     }
     const int64_t *offs = (const int64_t *)offsets.buf;
-    for (Py_ssize_t i = 0; i < count; i++) {
-        if (offs[i] < 0 || offs[i] > offs[i + 1] || offs[i + 1] > data.len) {
-            PyErr_Format(PyExc_ValueError, "offset %zd is out of order or outside data", i);
-            goto done;
-        }
-    }
     result = PyBytes_FromStringAndSize(NULL, count * 36);
     if (result == NULL) {
         goto done;
@@ -252,18 +274,136 @@ done:
     return result;
 }
 
+/*
+ * 2. MySQL DATETIME text of the plain shape, parsed for a whole column
+ * (transform/temporal.py).
+ *
+ * Readers hand DATETIME columns over as text (decision 0001). Almost every value has the
+ * shape 'YYYY-MM-DD HH:MM:SS'; pyarrow needed a regex, a strptime and five field checks
+ * to settle those (about 320 ns a value here, three values a license); plain_datetimes
+ * settles them in one pass (about 30 ns a value): a value is settled when it
+ * has exactly that shape and its fields name a real moment (year 1-9999, the month's
+ * days, hours to 23, minutes and seconds to 59). Everything else (zero dates, DATE text,
+ * fractions, junk) is left to temporal.py's full parser, so this decides nothing the
+ * full parser would decide differently.
+ */
+
+/* Days from 1970-01-01 to year-month-day in the proleptic Gregorian calendar, by whole
+ * 400-year eras counted from a year that starts in March (so the leap day ends a year). */
+static int64_t
+days_since_epoch(int64_t year, int64_t month, int64_t day)
+{
+    year -= month <= 2;
+    int64_t era = (year >= 0 ? year : year - 399) / 400;
+    int64_t year_of_era = year - era * 400;
+    int64_t day_of_year = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1;
+    int64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+static int
+days_in_month(int year, int month)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 ? 28 + leap : days[month - 1];
+}
+
+/* The number in the n digits at text, or -1 if one of them is not a digit. */
+static int
+digits(const unsigned char *text, int n)
+{
+    int value = 0;
+    for (int i = 0; i < n; i++) {
+        if (text[i] < '0' || text[i] > '9') {
+            return -1;
+        }
+        value = value * 10 + (text[i] - '0');
+    }
+    return value;
+}
+
+/* Microseconds since the epoch of a plain 'YYYY-MM-DD HH:MM:SS', if it is one. */
+static int
+parse_plain(const unsigned char *text, Py_ssize_t length, int64_t *micros)
+{
+    if (length != 19 || text[4] != '-' || text[7] != '-' || text[10] != ' ' ||
+        text[13] != ':' || text[16] != ':') {
+        return 0;
+    }
+    int year = digits(text, 4), month = digits(text + 5, 2), day = digits(text + 8, 2);
+    int hour = digits(text + 11, 2), minute = digits(text + 14, 2);
+    int second = digits(text + 17, 2);
+    if (year < 1 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 ||
+        minute < 0 || minute > 59 || second < 0 || second > 59) {
+        return 0;
+    }
+    if (day > days_in_month(year, month)) {
+        return 0;
+    }
+    int64_t days = days_since_epoch(year, month, day);
+    *micros = ((days * 24 + hour) * 60 + minute) * 60 + second;
+    *micros *= 1000000;
+    return 1;
+}
+
+PyDoc_STRVAR(plain_datetimes_doc,
+             "plain_datetimes(data, offsets) -> (micros, settled)\n\n"
+             "For each text data[offsets[i]:offsets[i + 1]]: micros, native int64 microseconds\n"
+             "since 1970-01-01 00:00:00 read as naive wall time (0 where not settled), and\n"
+             "settled, one byte 1 or 0: whether the text is a plain 'YYYY-MM-DD HH:MM:SS' of a\n"
+             "real moment. offsets is a buffer of native int64, non-decreasing, within data.");
+
+static PyObject *
+plain_datetimes(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_buffer data, offsets;
+    if (!PyArg_ParseTuple(args, "y*y*", &data, &offsets)) {
+        return NULL;
+    }
+    PyObject *result = NULL, *micros = NULL, *settled = NULL;
+    Py_ssize_t count;
+    if (column_count(&data, &offsets, &count) < 0) {
+        goto done;
+    }
+    const int64_t *offs = (const int64_t *)offsets.buf;
+    micros = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(int64_t));
+    settled = PyBytes_FromStringAndSize(NULL, count);
+    if (micros == NULL || settled == NULL) {
+        goto done;
+    }
+    int64_t *out = (int64_t *)PyBytes_AS_STRING(micros);
+    unsigned char *ok = (unsigned char *)PyBytes_AS_STRING(settled);
+    const unsigned char *base = (const unsigned char *)data.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++) {
+        out[i] = 0;
+        ok[i] = (unsigned char)parse_plain(base + offs[i], (Py_ssize_t)(offs[i + 1] - offs[i]),
+                                           &out[i]);
+    }
+    Py_END_ALLOW_THREADS
+    result = PyTuple_Pack(2, micros, settled);
+done:
+    Py_XDECREF(micros);
+    Py_XDECREF(settled);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&offsets);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"uuid5_texts", uuid5_texts, METH_VARARGS, uuid5_texts_doc},
+    {"plain_datetimes", plain_datetimes, METH_VARARGS, plain_datetimes_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_uuid5_batch", "uuid5 ids of a column of names.", -1,
+    PyModuleDef_HEAD_INIT, "_column_kernels", "Column kernels for the mapping's hot path.", -1,
     methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
-PyInit__uuid5_batch(void)
+PyInit__column_kernels(void)
 {
     PyObject *m = PyModule_Create(&module);
     const char *engine = "portable";
