@@ -438,9 +438,13 @@ def machine(settings: Settings) -> dict[str, Any]:
     finally:
         conn.close()
     ((pg,),) = _pg_exec(settings, "SHOW server_version")[0]
-    pgloader = subprocess.run(
-        ["pgloader", "--version"], capture_output=True, text=True
-    ).stdout.splitlines()
+    pgloader = (
+        subprocess.run(
+            ["pgloader", "--version"], capture_output=True, text=True
+        ).stdout.splitlines()
+        if shutil.which("pgloader")
+        else ["not installed"]
+    )
     return {
         "nproc": os.cpu_count(),
         "ram_gb": round(mem_kb / 1024 / 1024, 1),
@@ -629,6 +633,11 @@ def main(argv: list[str] | None = None) -> int:
     warm = warm_source(settings, args.table)
     log(f"{args.table}: {source_rows:,} rows; warmed the buffer pool in {warm:.1f} s")
     wanted = [w.strip() for w in args.only.split(",")]
+    if "pgloader" in wanted and not shutil.which("pgloader"):
+        log(
+            "pgloader is not installed: `apt-get install -y pgloader` (or leave it out: --only raw,runeshift)"
+        )
+        return 2
     if "runeshift" in wanted:
         warm_bytecode()
     runners = {

@@ -27,6 +27,13 @@ import pyarrow.csv as pcsv
 from pgpq import ArrowToPostgresBinaryEncoder, encoders, schema
 from psycopg import sql
 
+from transform.column_buffers import binary_buffers
+
+try:
+    from transform import _column_kernels
+except ImportError:  # installed without a C compiler
+    _column_kernels = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from pgpq._pgpq import EncoderBuilder  # a type alias in the stubs only
 
@@ -99,7 +106,8 @@ for _i, _c in enumerate(b"ABCDEF"):
 
 
 def uuid_text_to_bytes(values: pa.Array) -> pa.Array:
-    """Canonical uuid text (``8-4-4-4-12`` hex) -> 16-byte values, vectorised with numpy.
+    """Canonical uuid text (``8-4-4-4-12`` hex) -> 16-byte values, in C where the kernels
+    are built (``transform/_column_kernels.c``), else vectorised with numpy.
 
     Postgres's uuid input also takes braces or no dashes; such values (rare) make the
     chunk go through CSV instead, so the server parses them as it always did.
@@ -111,6 +119,17 @@ def uuid_text_to_bytes(values: pa.Array) -> pa.Array:
         raise _NotExact(f"uuid from {arr.type}")
     n = len(arr)
     valid = pc.is_valid(arr)
+    if _column_kernels is not None:
+        raw_bytes, parsed = _column_kernels.uuid_bytes(*binary_buffers(arr))
+        valid_np = valid.to_numpy(zero_copy_only=False)
+        if n and not (np.frombuffer(parsed, dtype=np.bool_) | ~valid_np).all():
+            raise _NotExact("uuid text not canonical")
+        out = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(16), n, [None, pa.py_buffer(raw_bytes)]
+        )
+        if valid.false_count:
+            out = pc.if_else(valid, out, pa.scalar(None, pa.binary(16)))
+        return out
     lengths = pc.binary_length(arr)
     if n and not pc.all(pc.or_kleene(pc.equal(lengths, 36), pc.invert(valid))).as_py():
         raise _NotExact("uuid text not canonical")

@@ -9,6 +9,13 @@ a 64-bit hash of their bytes, built once, and each chunk is a few vectorised pro
 rounds, a found id's bytes compared with the value's (20k uuids against 200k ids:
 binary search over the texts 10.7 ms, over their hashes 5.0 ms, the table 1.3 ms). Text ids of mixed lengths, and every other type, fall
 back to ``pc.is_in``, which is still right, only slower.
+
+Ids that are all uuid text (the uuid keys of Rune's tables) go, where the C kernels are
+built (``transform/_column_kernels.c``), into a set of their 16 bytes instead: one pass
+per chunk with the GIL released, comparing uuids rather than their text (a value in
+upper case is the same uuid). 15k values against 100k account ids, best of 20 on an
+idle core: 1.1 -> 0.4 ms; in a backfill of a million licenses the numpy path had
+taken 1.2 s of the mapping thread's 4.9 busy seconds (py-spy, 2026-11-29).
 """
 
 from __future__ import annotations
@@ -16,6 +23,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from transform.column_buffers import binary_buffers
+
+try:
+    from transform import _column_kernels
+except ImportError:  # installed without a C compiler
+    _column_kernels = None  # type: ignore[assignment]
 
 
 def _fixed_width_text(values: pa.Array) -> np.ndarray | None:
@@ -94,8 +108,15 @@ class IdSet:
         self._hashes = np.empty(0, np.uint64)  # and their hashes, by row
         self._table = np.empty(0, np.int64)  # row numbers by hash slot
         self._mask = 0
+        self._uuids: bytes | None = None  # uuid ids: their set, from the C kernels
         if not len(ids):
             return
+        if _column_kernels is not None and pa.types.is_string(ids.type) and not ids.null_count:
+            try:
+                self._uuids = _column_kernels.uuid_set(*binary_buffers(ids))
+                return
+            except ValueError:  # not every id is uuid text
+                pass
         if pa.types.is_integer(ids.type) and not ids.null_count:
             ints = ids.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
             self._sorted = np.sort(ints)
@@ -159,6 +180,12 @@ class IdSet:
             values = pc.cast(values, self._ids.type)
         if len(values) == values.null_count:  # a null is never one of the ids
             return pa.array(np.zeros(len(values), dtype=bool), pa.bool_())
+        if self._uuids is not None and _column_kernels is not None:
+            hits = _column_kernels.uuid_set_contains(self._uuids, *binary_buffers(values))
+            hit = np.frombuffer(hits, dtype=np.bool_)
+            if values.null_count:  # a null's bytes are whatever Arrow left there
+                hit = hit & pc.is_valid(values).to_numpy(zero_copy_only=False)
+            return pa.array(hit, pa.bool_())
         present = pc.drop_null(values)
         searchable = self._sorted is not None or self._rows is not None
         found = self._found(present) if searchable else None

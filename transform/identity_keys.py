@@ -92,6 +92,23 @@ def _uuid5_texts(name_array: pa.Array) -> pa.Array:
     return null_where(ids, pc.is_null(name_array))
 
 
+def _fits_int64(kind: pa.DataType) -> bool:
+    return pa.types.is_signed_integer(kind) or kind in (pa.uint8(), pa.uint16(), pa.uint32())
+
+
+def _uuid5_int_texts(entity: str, keys: pa.Array) -> pa.Array:
+    """``_uuid5_texts`` of ``entity:key`` for integer keys, the names written in C."""
+    assert _column_kernels is not None
+    count = len(keys)
+    values = pc.fill_null(keys, 0).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    text = _column_kernels.uuid5_int_texts(
+        RUNESHIFT_NAMESPACE.bytes, f"{entity}:".encode(), np.ascontiguousarray(values)
+    )
+    offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
+    ids = pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
+    return null_where(ids, pc.is_null(keys)) if keys.null_count else ids
+
+
 @transform(
     "uuid_from_key",
     input_types=_KEY_TYPES,
@@ -111,6 +128,8 @@ def uuid_from_key(key: pa.Array, *more_keys: pa.Array, entity: str) -> Transform
     """
     keys = [as_array(k) for k in (key, *more_keys)]
     uuid_for(entity)  # validates the entity name
+    if len(keys) == 1 and _column_kernels is not None and _fits_int64(keys[0].type):
+        return TransformResult(_uuid5_int_texts(entity, keys[0]))
     parts = [pc.cast(k, pa.string()) for k in keys]
     ids = _uuid5_texts(pc.binary_join_element_wise(entity, *parts, ":"))
     notes: dict[str, int] = {}

@@ -154,3 +154,35 @@ def test_the_portable_c_sha1_agrees_where_the_cpu_would_use_its_sha_extensions()
         check=True,
     )
     assert out.stdout.split() == ["portable", "True"]
+
+
+INT_KEYS = [0, 1, -1, 9, 10, 99, 100, 2**31 - 1, -(2**31), 2**63 - 1, -(2**63), None, 42]
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [pa.int64(), pa.int32(), pa.int8(), pa.uint32(), pa.uint64()],
+    ids=lambda kind: str(kind),
+)
+@pytest.mark.parametrize("native", [True, False], ids=["c-module", "python-fallback"])
+def test_integer_keys_named_in_c_are_uuid_for(kind, native, monkeypatch):
+    """One integer key column: the names are written in C (decimal, sign, the extremes of
+    each width), a null key gives a null id, and a sliced column reads from its offset;
+    uint64 beyond int64 and the fallback build the names with pyarrow."""
+    from transform import identity_keys
+
+    if not native:
+        monkeypatch.setattr(identity_keys, "_column_kernels", None)
+    info = (
+        (0, 2**64 - 1)
+        if kind == pa.uint64()
+        else (0, 2 ** (kind.bit_width) - 1)
+        if pa.types.is_unsigned_integer(kind)
+        else (-(2 ** (kind.bit_width - 1)), 2 ** (kind.bit_width - 1) - 1)
+    )
+    keys = [k for k in INT_KEYS if k is None or info[0] <= k <= info[1]]
+    if kind == pa.uint64():
+        keys.append(2**64 - 1)
+    column = pa.array([5, *keys], kind).slice(1)
+    got = get_transform("uuid_from_key").fn(column, entity="license").values
+    assert got.to_pylist() == [None if k is None else str(uuid_for("license", k)) for k in keys]
