@@ -117,7 +117,11 @@ def column_to_arrow(
     column: SourceColumn, values: tuple[bytes | None, ...] | list[bytes | None]
 ) -> pa.Array:
     """Turn the raw bytes the server sent for one column into its decision-0001 Arrow array."""
-    raw = pa.array(values, pa.binary())
+    return typed_column(column, pa.array(values, pa.binary()))
+
+
+def typed_column(column: SourceColumn, raw: pa.Array) -> pa.Array:
+    """The decision-0001 Arrow array of one column from its raw bytes as a binary array."""
     target = column.arrow_type
     if target == pa.binary():
         return raw

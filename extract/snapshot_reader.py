@@ -32,10 +32,16 @@ from extract.mysql_source_schema import (
     column_to_arrow,
     read_source_schema,
     select_list,
+    typed_column,
 )
 from runeshift.connections import parse_mysql_url
 from runeshift.errors import FatalError, TransientError
 from runeshift.gc_pause import gc_paused
+
+try:
+    from extract import _mysql_columns
+except ImportError:  # built without libmariadb's headers: mysqlclient's rows instead
+    _mysql_columns = None  # type: ignore[assignment]
 
 CHUNK_BYTES = 8 * 1024 * 1024
 MIN_CHUNK_ROWS = 500
@@ -189,27 +195,65 @@ class SnapshotReader:
         try:
             while True:
                 if last is None:
-                    cur.execute(f"{base} ORDER BY {key_list} LIMIT {limit}", bound or None)
+                    query, params = f"{base} ORDER BY {key_list} LIMIT {limit}", bound or None
                 else:
-                    cur.execute(
+                    query = (
                         f"{base}{joiner} ({key_list}) > ({placeholders}) "
-                        f"ORDER BY {key_list} LIMIT {limit}",
-                        (*bound, *last),
+                        f"ORDER BY {key_list} LIMIT {limit}"
                     )
-                with gc_paused():  # the row tuples make no cycles (runeshift/gc_pause.py)
-                    rows = cur.fetchall()
-                    if not rows:
+                    params = (*bound, *last)
+                if _mysql_columns is not None and not any(
+                    isinstance(v, bytes) for v in params or ()
+                ):
+                    raw = self._read_columns(cur.mogrify(query, params))
+                    n_rows = len(raw[0]) if raw else 0
+                    if not n_rows:
                         return
-                    last_row = rows[-1]
-                    n_rows = len(rows)
-                    batch = _to_batch(rows, wanted)
-                    del rows  # the Python tuples cost more memory than the Arrow arrays
+                    last_row = [raw[i][n_rows - 1].as_py() for i in range(len(raw))]
+                    batch = pa.RecordBatch.from_arrays(
+                        [typed_column(c, raw[i]) for i, c in enumerate(wanted)],
+                        names=[c.name for c in wanted],
+                    )
+                    del raw
+                else:
+                    cur.execute(query, params)
+                    with gc_paused():  # the row tuples make no cycles (runeshift/gc_pause.py)
+                        rows = cur.fetchall()
+                        if not rows:
+                            return
+                        last_row = rows[-1]
+                        n_rows = len(rows)
+                        batch = _to_batch(rows, wanted)
+                        del rows  # the Python tuples cost more memory than the Arrow arrays
                 last = tuple(_key_value(last_row[i], key_cols[n]) for n, i in enumerate(key_index))
                 yield Chunk(batch, last)
                 if n_rows < limit:
                     return
         finally:
             cur.close()
+
+    def _read_columns(self, query: str) -> list[pa.Array]:
+        """The result of ``query`` as one binary array per column, read in C with the GIL
+        released (``extract/_mysql_columns.c``); server errors as mysqlclient raises them."""
+        assert _mysql_columns is not None
+        try:
+            rows, columns = _mysql_columns.read_columns(
+                self._conn._get_native_connection(), query.encode("utf-8", "surrogateescape")
+            )
+        except RuntimeError as exc:
+            raise MySQLdb.OperationalError(*exc.args) from None
+        return [
+            pa.BinaryArray.from_buffers(
+                pa.binary(),
+                rows,
+                [
+                    None if validity is None else pa.py_buffer(validity),
+                    pa.py_buffer(offsets),
+                    pa.py_buffer(data),
+                ],
+            )
+            for data, offsets, validity in columns
+        ]
 
     def rows_with_keys(
         self, table: SourceTable, columns: Sequence[SourceColumn], keys: Sequence[Any]
