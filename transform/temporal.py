@@ -8,6 +8,7 @@ for the hours DST repeats or skips is stated in ``ny_local_to_utc`` and in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -211,8 +212,76 @@ def null_to_zero_date(values: pa.Array, *, date_only: bool = False) -> Transform
     return TransformResult(pc.fill_null(_text(values), zero))
 
 
+# The span the transition table below covers (naive wall time, microseconds since 1970);
+# anything outside it goes through pyarrow's assume_timezone.
+_TABLE_SPAN = (
+    int(np.datetime64("1900-01-01", "us").astype(np.int64)),
+    int(np.datetime64("2100-01-01", "us").astype(np.int64)),
+)
+_DAY_US = 86_400_000_000
+
+
+def _new_york_offsets(utc_micros: np.ndarray) -> np.ndarray:
+    """New York's UTC offset (µs) at each UTC instant, from pyarrow's own time zone data."""
+    instants = pa.array(utc_micros, pa.timestamp("us", tz=LEGACY_ZONE))
+    local = pc.local_timestamp(instants).cast(pa.int64()).to_numpy()
+    offsets: np.ndarray = local - utc_micros
+    return offsets
+
+
+@functools.lru_cache(maxsize=1)
+def _new_york_transitions() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """New York's offset changes between 1899 and 2101, read from pyarrow once per process.
+
+    Returns ``(thresholds, before, window_start, fall_back)``: transition ``i`` happens at
+    wall time ``thresholds[i]`` by the stated rule (the later of the two wall times the
+    instant has, so a repeated or skipped hour still reads with the old offset);
+    ``before[i]`` is the offset in force before it (``before[-1]``, after the last);
+    wall times in ``[window_start[i], thresholds[i])`` are the repeated hour
+    (``fall_back[i]``) or the gap. Found on a daily grid, then each change narrowed to
+    its second by bisection (New York never changed twice in a day).
+    """
+    low, high = _TABLE_SPAN
+    grid = np.arange(low - 2 * _DAY_US, high + 2 * _DAY_US, _DAY_US, dtype=np.int64)
+    offsets = _new_york_offsets(grid)
+    changed = np.flatnonzero(offsets[1:] != offsets[:-1])
+    old, new = offsets[changed], offsets[changed + 1]
+    lo, hi = grid[changed], grid[changed + 1]  # offset(lo) == old, offset(hi) == new
+    while (hi - lo > 1_000_000).any():
+        mid = lo + (hi - lo) // 2_000_000 * 1_000_000
+        now_new = _new_york_offsets(mid) == new
+        hi = np.where(now_new, mid, hi)
+        lo = np.where(now_new, lo, mid)
+    thresholds = hi + np.maximum(old, new)
+    window_start = hi + np.minimum(old, new)
+    before = np.append(old, new[-1] if len(new) else offsets[0])
+    return thresholds, before, window_start, new < old
+
+
 def _assume_new_york(naive: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
-    """UTC instants for New York wall times by the stated rule, plus the ambiguous/gap masks."""
+    """UTC instants for New York wall times by the stated rule, plus the ambiguous/gap masks.
+
+    One binary search per value in New York's transition table (numpy), where every
+    value lies in 1900-2099; else pyarrow's ``assume_timezone`` (three passes over the
+    hours near a transition). Both read pyarrow's time zone data and are tested to agree.
+    """
+    micros = pc.fill_null(naive.cast(pa.int64()), _TABLE_SPAN[0]).to_numpy(zero_copy_only=False)
+    if len(micros) and (micros.min() < _TABLE_SPAN[0] or micros.max() >= _TABLE_SPAN[1]):
+        return _assume_new_york_in_arrow(naive)
+    thresholds, before, window_start, fall_back = _new_york_transitions()
+    at = np.searchsorted(thresholds, micros, side="right")
+    utc = micros - before[at]
+    nearest = np.minimum(at, len(thresholds) - 1)
+    window = (at < len(thresholds)) & (micros >= window_start[nearest])
+    valid = pc.is_valid(naive).to_numpy(zero_copy_only=False)
+    ambiguous = window & fall_back[nearest] & valid
+    in_gap = window & ~fall_back[nearest] & valid
+    instants = pa.array(utc, UTC_TS, mask=~valid if naive.null_count else None)
+    return instants, pa.array(ambiguous), pa.array(in_gap)
+
+
+def _assume_new_york_in_arrow(naive: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """``_assume_new_york`` with pyarrow's ``assume_timezone``, for any wall time."""
 
     def assume(values: pa.Array, ambiguous: str, nonexistent: str) -> pa.Array:
         return pc.assume_timezone(
@@ -279,8 +348,9 @@ def ny_local_to_utc(values: pa.Array, *, meaning: str | None = None) -> Transfor
 
     Zero and partial zero dates become null (counted, keyed with ``meaning`` if given);
     text that is not a valid date-time is quarantined. Ambiguous and gap values are counted
-    in the notes. DATE text (``'2021-03-14'``) is read as local midnight. Vectorised with
-    pyarrow's ``assume_timezone``; the gap rule is computed from it, not per row.
+    in the notes. DATE text (``'2021-03-14'``) is read as local midnight. Vectorised: a
+    binary search in New York's transitions as pyarrow's time zone data has them (or
+    ``assume_timezone`` itself, outside 1900-2099); no per-row Python.
     """
     text = _text(values)
     parsed = _parse_mysql_datetimes(text)

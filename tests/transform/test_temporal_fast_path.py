@@ -1,11 +1,13 @@
-"""The fast path for plain DATETIME text (C, or pyarrow without it) decides exactly what
-the full parser decides: every edge value, and a large random sample of real moments."""
+"""The fast paths decide exactly what the full ones decide: plain DATETIME text (C, or
+pyarrow without it) against the full parser, on every edge value and a large random
+sample of real moments; New York's transition table against ``assume_timezone``."""
 
 from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -124,3 +126,48 @@ def test_the_c_module_settles_exactly_the_plain_values_of_real_moments():
 
     assert got == [expected(v) for v in EDGES]
     assert sum(v is not None for v in got) == 8
+
+
+def _both_ways(micros: np.ndarray, nulls: np.ndarray | None = None) -> None:
+    naive = pa.array(micros, pa.timestamp("us"), mask=nulls)
+    table = temporal._assume_new_york(naive)
+    arrow = temporal._assume_new_york_in_arrow(naive)
+    for got, expected, what in zip(table, arrow, ("instants", "ambiguous", "in gap"), strict=True):
+        assert got.equals(expected), what
+
+
+def test_the_transition_table_agrees_with_assume_timezone_every_hour_1900_2099():
+    low, high = temporal._TABLE_SPAN
+    _both_ways(np.arange(low, high, 3_600_000_000, dtype=np.int64))
+
+
+def test_the_transition_table_agrees_minute_by_minute_around_every_transition():
+    thresholds = temporal._new_york_transitions()[0]
+    assert len(thresholds) > 200  # DST since 1918, war time, 2007's new dates
+    minutes = np.arange(-3 * 60, 3 * 60 + 1, dtype=np.int64) * 60_000_000
+    _both_ways((thresholds[:, None] + minutes[None, :]).ravel())
+    seconds = np.arange(-2, 3, dtype=np.int64) * 1_000_000  # the edges, to the second
+    window_start = temporal._new_york_transitions()[2]
+    edges = np.concatenate([thresholds, window_start])
+    _both_ways((edges[:, None] + seconds[None, :]).ravel())
+
+
+def test_the_transition_table_agrees_on_random_moments_with_nulls():
+    rng = np.random.default_rng(29)
+    low, high = temporal._TABLE_SPAN
+    micros = rng.integers(low, high, 200_000, dtype=np.int64)
+    _both_ways(micros, nulls=rng.random(200_000) < 0.05)
+
+
+def test_a_batch_reaching_outside_the_table_goes_through_assume_timezone(monkeypatch):
+    calls = []
+    real = temporal._assume_new_york_in_arrow
+    monkeypatch.setattr(
+        temporal, "_assume_new_york_in_arrow", lambda naive: calls.append(1) or real(naive)
+    )
+    inside = int(np.datetime64("2021-11-07T01:30", "us").astype(np.int64))
+    outside = int(np.datetime64("1883-11-18T12:01", "us").astype(np.int64))
+    temporal._assume_new_york(pa.array([inside], pa.timestamp("us")))
+    assert calls == []
+    temporal._assume_new_york(pa.array([inside, outside], pa.timestamp("us")))
+    assert calls == [1]
