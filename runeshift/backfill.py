@@ -35,6 +35,7 @@ from psycopg import sql
 from extract.snapshot_reader import BinlogPosition, SnapshotReader
 from load import copy_writer
 from load.change_applier import excluded_rules
+from load.schema_revision import database_revision, shipped_head
 from load.staging_store import open_staging, parquet_bytes, put_json
 from runeshift import control_store
 from runeshift.connections import parse_mysql_url, pg_connect
@@ -260,20 +261,7 @@ def run_backfill(
     pa.set_memory_pool(pa.system_memory_pool())
     mappings = mappings or load_mappings()
     pg_url = settings.require("postgres_url")
-    conn = pg_connect(pg_url)
-    conn.autocommit = True
-    from load.target_schema import current, head_revision  # alembic: only the backfill's check
-
-    at = current(pg_url)
-    if at != head_revision():
-        raise ConfigError(
-            f"the target schema is at {at or 'nothing'}, not {head_revision()}; run 'runeshift schema upgrade'"
-        )
-    got = conn.execute("SELECT pg_try_advisory_lock(%s)", (BACKFILL_LOCK,)).fetchone()
-    if not got or not got[0]:
-        raise FatalError(
-            "another backfill holds the backfill lock on this target; wait for it or stop it"
-        )
+    conn = _open_target(pg_url)
     deferred_fk = copy_writer.defer_foreign_key_checks(conn)
     conn.autocommit = False
     selected = select_feeds(mappings, tables)
@@ -388,6 +376,28 @@ def run_backfill(
         control_store.finish_run(conn, run_id, status, result.as_dict())
         conn.close()
     return result
+
+
+def _open_target(pg_url: str) -> psycopg.Connection[Any]:
+    """The backfill's connection, its schema at the shipped head and the backfill lock held."""
+    conn = pg_connect(pg_url)
+    try:
+        conn.autocommit = True
+        at = database_revision(conn)
+        if at != shipped_head():
+            raise ConfigError(
+                f"the target schema is at {at or 'nothing'}, not {shipped_head()}; "
+                "run 'runeshift schema upgrade'"
+            )
+        got = conn.execute("SELECT pg_try_advisory_lock(%s)", (BACKFILL_LOCK,)).fetchone()
+        if not got or not got[0]:
+            raise FatalError(
+                "another backfill holds the backfill lock on this target; wait for it or stop it"
+            )
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def _keep_first_position(
