@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["MASK", "is_secret_column", "looks_like_secret_value", "scrub_secrets"]
+__all__ = [
+    "MASK",
+    "SECRET_VALUE_PATTERN",
+    "is_secret_column",
+    "looks_like_secret_value",
+    "scrub_secrets",
+]
 
 MASK = "[redacted]"
 
@@ -22,8 +28,10 @@ _SECRET_NAME = re.compile(
     r"(pass_?(hash|salt|word)|passwd|password|salt$|^salt|token|secret|api_?key|"
     r"private_?key|credential|auth_?key|session_?key|access_?key)"
 )
-# bcrypt ($2$/$2a$/$2b$/$2x$/$2y$), and the crypt(3) families PHP also produced.
-_SECRET_VALUE = re.compile(r"^\$(2[abxy]?|5|6|argon2(id|i|d))\$")
+# bcrypt ($2$/$2a$/$2b$/$2x$/$2y$), and the crypt(3) families PHP also produced. ASCII
+# and anchored, so it means the same on text and on bytes (pyarrow's regex kernels).
+SECRET_VALUE_PATTERN = r"^\$(2[abxy]?|5|6|argon2(id|i|d))\$"
+_SECRET_VALUE = re.compile(SECRET_VALUE_PATTERN)
 
 
 @lru_cache(maxsize=4096)

@@ -71,3 +71,41 @@ def test_a_caller_that_only_counts_gets_no_source_values():
     mapped = _mapped(raw_rows=False)
     assert [q.raw_row for q in mapped.quarantined] == [{}, {}]
     assert [q.source_key for q in mapped.quarantined] == ["2", "3"]
+
+
+def test_raw_rows_column_by_column_equal_scrubbing_each_row():
+    """The per-column masking decides what ``scrub_secrets`` decides for every value."""
+    import random
+
+    from transform.mapping_engine import _json_plain, _raw_rows
+    from transform.secret_scrubbing import scrub_secrets
+
+    rng = random.Random(5)
+    words = ["", "plain", "$2y$10$abc", "$6$salt$x", "$argon2id$v", "$1$md5", "caf\u00e9", None]
+    n = 400
+    batch = pa.record_batch(
+        {
+            "id": pa.array(range(n), pa.int64()),
+            "note": pa.array([rng.choice(words) for _ in range(n)]),
+            "wide": pa.array([rng.choice(words) for _ in range(n)], pa.large_string()),
+            "blob": pa.array(
+                [
+                    None if (w := rng.choice(words)) is None else w.encode("latin-1")
+                    for _ in range(n)
+                ]
+            ),
+            "api_token": pa.array([rng.choice([None, 7, 8]) for _ in range(n)], pa.int64()),
+            "ratio": pa.array([rng.choice([None, 0.5, -1.0]) for _ in range(n)]),
+            "flag": pa.array([rng.choice([None, True, False]) for _ in range(n)]),
+            "price": pa.array(
+                [rng.choice([None, Decimal("1.10")]) for _ in range(n)], pa.decimal128(6, 2)
+            ),
+            "tags": pa.array([rng.choice([None, ["$2y$x"], ["a"]]) for _ in range(n)]),
+        }
+    )
+    indices = pa.array(sorted(rng.sample(range(n), 150)), pa.int64())
+    expected = [
+        scrub_secrets({k: _json_plain(v) for k, v in row.items()})
+        for row in batch.take(indices).to_pylist()
+    ]
+    assert _raw_rows(batch, indices) == expected
