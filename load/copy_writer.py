@@ -598,36 +598,7 @@ def defer_foreign_key_checks(conn: psycopg.Connection[Any]) -> bool:
 
 def validate_foreign_keys(conn: psycopg.Connection[Any], table: str) -> None:
     """Check every foreign key of ``table`` in one anti-join each; raise if any row dangles."""
-    from runeshift.errors import FatalError
+    from load.index_builds import check_foreign_key, foreign_keys
 
-    schema, _, name = table.partition(".")
-    rows = conn.execute(
-        "SELECT c.conname, a.attname, rn.nspname || '.' || rc.relname, ra.attname "
-        "FROM pg_constraint c "
-        "JOIN pg_class t ON t.oid = c.conrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
-        "JOIN pg_class rc ON rc.oid = c.confrelid JOIN pg_namespace rn ON rn.oid = rc.relnamespace "
-        "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
-        "JOIN pg_attribute ra ON ra.attrelid = c.confrelid AND ra.attnum = c.confkey[1] "
-        "WHERE c.contype = 'f' AND n.nspname = %s AND t.relname = %s AND cardinality(c.conkey) = 1",
-        (schema, name),
-    ).fetchall()
-    for conname, column, ref_table, ref_column in rows:
-        ref_schema, _, ref_name = ref_table.partition(".")
-        dangling = conn.execute(
-            sql.SQL(
-                "SELECT count(*) FROM {} t WHERE t.{} IS NOT NULL AND NOT EXISTS "
-                "(SELECT 1 FROM {} r WHERE r.{} = t.{})"
-            ).format(
-                _ident(table),
-                sql.Identifier(column),
-                sql.Identifier(ref_schema, ref_name),
-                sql.Identifier(ref_column),
-                sql.Identifier(column),
-            )
-        ).fetchone()
-        conn.commit()
-        if dangling and dangling[0]:
-            raise FatalError(
-                f"{table}: {dangling[0]} rows break foreign key {conname} ({column} -> {ref_table}); "
-                "this is a bug in the reference checks; the rows are loaded, reconcile will list them"
-            )
+    for key in foreign_keys(conn, table):
+        check_foreign_key(conn, table, key)

@@ -35,6 +35,7 @@ from psycopg import sql
 from extract.snapshot_reader import BinlogPosition, SnapshotReader
 from load import copy_writer
 from load.change_applier import excluded_rules
+from load.index_builds import finish_bulk_load
 from load.schema_revision import database_revision, shipped_head
 from load.staging_store import open_staging, parquet_bytes, put_json
 from runeshift import control_store
@@ -295,7 +296,7 @@ def run_backfill(
         loading = {t.table for t, f in selected if f.primary}
         for table in control_store.deferred_indexes(conn):
             if table not in loading:
-                _build_deferred_indexes(conn, table)
+                _build_deferred_indexes(conn, table, helper_url=pg_url)
         references = TargetReferences(conn)
         budget = [stop_after_chunks]
         for target, feed in selected:
@@ -312,11 +313,11 @@ def run_backfill(
                 progress=progress,
                 chunk_rows=chunk_rows,
                 budget=budget,
+                pg_url=pg_url,
+                check_foreign_keys=deferred_fk,
             )
             summaries.append(summary)
             references.invalidate(target.table)
-            if deferred_fk:
-                copy_writer.validate_foreign_keys(conn, target.table)
             if budget[0] is not None and budget[0] <= 0:
                 status = "interrupted"
                 break
@@ -427,7 +428,11 @@ def _backfill_feed(
     progress: BackfillProgress | None,
     chunk_rows: int | None,
     budget: list[int | None],
+    pg_url: str,
+    check_foreign_keys: bool,
 ) -> TableSummary:
+    """Load one feed; then build the table's deferred indexes (when every chunk is in) and
+    prove its foreign keys (``check_foreign_keys``: they were not checked row by row)."""
     started = time.monotonic()
     table = reader.tables.get(feed.table)
     if table is None:
@@ -592,7 +597,11 @@ def _backfill_feed(
     if failures:
         raise failures[0]
     if not stop.is_set():  # every chunk is in: build what was deferred
-        _build_deferred_indexes(conn, target.table)
+        _build_deferred_indexes(
+            conn, target.table, helper_url=pg_url, check_foreign_keys=check_foreign_keys
+        )
+    elif check_foreign_keys:
+        copy_writer.validate_foreign_keys(conn, target.table)
     if progress:
         progress.table_finished(name)
     summary.seconds = time.monotonic() - started
@@ -629,11 +638,24 @@ def _defer_indexes_if_empty(
     conn.commit()
 
 
-def _build_deferred_indexes(conn: psycopg.Connection[Any], table: str) -> None:
-    """Build ``table``'s deferred indexes and mark them built, in one transaction."""
+def _build_deferred_indexes(
+    conn: psycopg.Connection[Any],
+    table: str,
+    *,
+    helper_url: str | None,
+    check_foreign_keys: bool = False,
+) -> None:
+    """Build ``table``'s deferred indexes (and prove its foreign keys), two sessions at
+    once (``load/index_builds.py``); then mark the indexes built. Each build commits on
+    its own, so a crash keeps what was built and the next run builds the rest."""
     pending = control_store.deferred_indexes(conn).get(table, [])
+    finish_bulk_load(
+        conn,
+        [(i.name, i.definition) for i in pending],
+        helper_url=helper_url,
+        check_foreign_keys_of=table if check_foreign_keys else None,
+    )
     if pending:
-        copy_writer.create_indexes(conn, [(i.name, i.definition) for i in pending])
         control_store.indexes_rebuilt(conn, table)
     conn.commit()
 
