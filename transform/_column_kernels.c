@@ -425,41 +425,63 @@ PyDoc_STRVAR(plain_datetimes_doc,
              "settled, one byte 1 or 0: whether the text is a plain 'YYYY-MM-DD HH:MM:SS' of a\n"
              "real moment. offsets is a buffer of native int64, non-decreasing, within data.");
 
+/* What a per-value parser gives: 1 and width bytes at out, or 0 (out then unspecified). */
+typedef int (*value_parser)(const unsigned char *text, Py_ssize_t length, unsigned char *out);
+
+/* For the column (data, offsets) in args: (each value's parse, width bytes, zero where it
+ * failed; one byte 1 or 0 per value saying whether it parsed). */
 static PyObject *
-plain_datetimes(PyObject *Py_UNUSED(self), PyObject *args)
+parse_each(PyObject *args, Py_ssize_t width, value_parser parse)
 {
     Py_buffer data, offsets;
     if (!PyArg_ParseTuple(args, "y*y*", &data, &offsets)) {
         return NULL;
     }
-    PyObject *result = NULL, *micros = NULL, *settled = NULL;
+    PyObject *result = NULL, *parsed = NULL, *flags = NULL;
     Py_ssize_t count;
     if (column_count(&data, &offsets, &count) < 0) {
         goto done;
     }
-    const int64_t *offs = (const int64_t *)offsets.buf;
-    micros = PyBytes_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(int64_t));
-    settled = PyBytes_FromStringAndSize(NULL, count);
-    if (micros == NULL || settled == NULL) {
+    parsed = PyBytes_FromStringAndSize(NULL, count * width);
+    flags = PyBytes_FromStringAndSize(NULL, count);
+    if (parsed == NULL || flags == NULL) {
         goto done;
     }
-    int64_t *out = (int64_t *)PyBytes_AS_STRING(micros);
-    unsigned char *ok = (unsigned char *)PyBytes_AS_STRING(settled);
+    const int64_t *offs = (const int64_t *)offsets.buf;
     const unsigned char *base = (const unsigned char *)data.buf;
+    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(parsed);
+    unsigned char *ok = (unsigned char *)PyBytes_AS_STRING(flags);
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < count; i++) {
-        out[i] = 0;
-        ok[i] = (unsigned char)parse_plain(base + offs[i], (Py_ssize_t)(offs[i + 1] - offs[i]),
-                                           &out[i]);
+        ok[i] = (unsigned char)(parse(base + offs[i], (Py_ssize_t)(offs[i + 1] - offs[i]),
+                                      out + width * i) != 0);
+        if (!ok[i]) {
+            memset(out + width * i, 0, (size_t)width);
+        }
     }
     Py_END_ALLOW_THREADS
-    result = PyTuple_Pack(2, micros, settled);
+    result = PyTuple_Pack(2, parsed, flags);
 done:
-    Py_XDECREF(micros);
-    Py_XDECREF(settled);
+    Py_XDECREF(parsed);
+    Py_XDECREF(flags);
     PyBuffer_Release(&data);
     PyBuffer_Release(&offsets);
     return result;
+}
+
+static int
+parse_plain_value(const unsigned char *text, Py_ssize_t length, unsigned char *out)
+{
+    int64_t micros = 0;
+    int ok = parse_plain(text, length, &micros);
+    memcpy(out, &micros, sizeof micros);
+    return ok;
+}
+
+static PyObject *
+plain_datetimes(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    return parse_each(args, (Py_ssize_t)sizeof(int64_t), parse_plain_value);
 }
 
 /*
@@ -564,40 +586,7 @@ PyDoc_STRVAR(uuid_bytes_doc,
 static PyObject *
 uuid_bytes(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    Py_buffer data, offsets;
-    if (!PyArg_ParseTuple(args, "y*y*", &data, &offsets)) {
-        return NULL;
-    }
-    PyObject *result = NULL, *raw = NULL, *parsed = NULL;
-    Py_ssize_t count;
-    if (column_count(&data, &offsets, &count) < 0) {
-        goto done;
-    }
-    raw = PyBytes_FromStringAndSize(NULL, 16 * count);
-    parsed = PyBytes_FromStringAndSize(NULL, count);
-    if (raw == NULL || parsed == NULL) {
-        goto done;
-    }
-    const int64_t *offs = (const int64_t *)offsets.buf;
-    const unsigned char *base = (const unsigned char *)data.buf;
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(raw);
-    unsigned char *ok = (unsigned char *)PyBytes_AS_STRING(parsed);
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < count; i++) {
-        ok[i] = (unsigned char)parse_uuid(base + offs[i], (Py_ssize_t)(offs[i + 1] - offs[i]),
-                                          out + 16 * i);
-        if (!ok[i]) {
-            memset(out + 16 * i, 0, 16);
-        }
-    }
-    Py_END_ALLOW_THREADS
-    result = PyTuple_Pack(2, raw, parsed);
-done:
-    Py_XDECREF(raw);
-    Py_XDECREF(parsed);
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&offsets);
-    return result;
+    return parse_each(args, 16, parse_uuid);
 }
 
 PyDoc_STRVAR(uuid_set_doc,
