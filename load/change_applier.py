@@ -74,7 +74,7 @@ from transform.mapping_engine import (
     MappedBatch,
     QuarantinedRow,
     _Evaluation,  # the one expression evaluator; mapping_dedup uses it the same way
-    _filter_mask,  # the one row filter: a row is excluded exactly as map_batch decides
+    excluded_rules,
     map_batch,
     source_key_array,
 )
@@ -125,17 +125,6 @@ class ApplyStats:
     rederived: int = 0
     dedup_groups: int = 0
     notes: Counter[str] = field(default_factory=Counter)
-
-
-def excluded_rules(feed: Feed, batch: pa.RecordBatch) -> pa.Array:
-    """Per row of ``batch``, the rule that excludes it (the first that matches, as map_batch), else null."""
-    rules = pa.nulls(batch.num_rows, pa.string())
-    left = pa.array([True] * batch.num_rows, pa.bool_())
-    for flt in feed.exclude_rows:
-        hit = pc.fill_null(pc.and_(left, _filter_mask(batch, flt)), False)
-        rules = pc.if_else(hit, pa.scalar(flt.rule, pa.string()), rules)
-        left = pc.and_(left, pc.invert(hit))
-    return rules
 
 
 def _id_rule(target: TargetMapping, feed: Feed) -> ColumnRule:

@@ -34,7 +34,6 @@ from psycopg import sql
 
 from extract.snapshot_reader import BinlogPosition, SnapshotReader
 from load import copy_writer
-from load.change_applier import excluded_rules
 from load.index_builds import finish_bulk_load
 from load.schema_revision import database_revision, shipped_head
 from load.staging_store import open_staging, parquet_bytes, put_json
@@ -44,7 +43,13 @@ from runeshift.errors import ConfigError, FatalError
 from runeshift.settings import Settings
 from transform.id_set import IdSet
 from transform.mapping_dedup import plan_dedup
-from transform.mapping_engine import MappedBatch, QuarantinedRow, map_batch, source_key_array
+from transform.mapping_engine import (
+    MappedBatch,
+    QuarantinedRow,
+    excluded_rules,
+    map_batch,
+    source_key_array,
+)
 from transform.mapping_loader import load_mappings
 from transform.mapping_spec import Feed, MappingSet, TargetMapping, unique_by_construction
 

@@ -170,6 +170,17 @@ def _filter_mask(batch: pa.RecordBatch, flt: RowFilter) -> pa.Array:
     return pc.invert(member) if flt.op in ("!=", "not in") else member
 
 
+def excluded_rules(feed: Feed, batch: pa.RecordBatch) -> pa.Array:
+    """Per row of ``batch``, the rule that excludes it (the first that matches, as map_batch), else null."""
+    rules = pa.nulls(batch.num_rows, pa.string())
+    left = pa.array([True] * batch.num_rows, pa.bool_())
+    for flt in feed.exclude_rows:
+        hit = pc.fill_null(pc.and_(left, _filter_mask(batch, flt)), False)
+        rules = pc.if_else(hit, pa.scalar(flt.rule, pa.string()), rules)
+        left = pc.and_(left, pc.invert(hit))
+    return rules
+
+
 def _json_plain(value: Any) -> Any:
     """``value`` as JSON has it: text, numbers, booleans and null as they are, bytes as
     UTF-8 (undecodable bytes replaced), times and decimals as their text."""
