@@ -202,35 +202,45 @@ class SnapshotReader:
                         f"ORDER BY {key_list} LIMIT {limit}"
                     )
                     params = (*bound, *last)
-                if _mysql_columns is not None and not any(
-                    isinstance(v, bytes) for v in params or ()
-                ):
-                    raw = self._read_columns(cur.mogrify(query, params))
-                    n_rows = len(raw[0]) if raw else 0
-                    if not n_rows:
-                        return
-                    last_row = [raw[i][n_rows - 1].as_py() for i in range(len(raw))]
-                    batch = pa.RecordBatch.from_arrays(
-                        [typed_column(c, raw[i]) for i, c in enumerate(wanted)],
-                        names=[c.name for c in wanted],
-                    )
-                    del raw
-                else:
-                    cur.execute(query, params)
-                    with gc_paused():  # the row tuples make no cycles (runeshift/gc_pause.py)
-                        rows = cur.fetchall()
-                        if not rows:
-                            return
-                        last_row = rows[-1]
-                        n_rows = len(rows)
-                        batch = _to_batch(rows, wanted)
-                        del rows  # the Python tuples cost more memory than the Arrow arrays
+                fetched = self._fetch(cur, query, params, wanted)
+                if fetched is None:
+                    return
+                batch, last_row = fetched
+                n_rows = batch.num_rows
                 last = tuple(_key_value(last_row[i], key_cols[n]) for n, i in enumerate(key_index))
                 yield Chunk(batch, last)
                 if n_rows < limit:
                     return
         finally:
             cur.close()
+
+    def _fetch(
+        self,
+        cur: Any,
+        query: str,
+        params: tuple[Any, ...] | None,
+        wanted: Sequence[SourceColumn],
+    ) -> tuple[pa.RecordBatch, Sequence[Any]] | None:
+        """One chunk as a batch of ``wanted`` and its last row's raw values; None if empty.
+
+        Read in C straight into Arrow buffers where the module is built, else as
+        mysqlclient's row tuples; a chunk whose resume key holds bytes (a binary primary
+        key) goes through the cursor, which formats those parameters itself.
+        """
+        if _mysql_columns is not None and not any(isinstance(v, bytes) for v in params or ()):
+            raw = self._read_columns(cur.mogrify(query, params))
+            if not raw or not len(raw[0]):
+                return None
+            last_row = [column[len(column) - 1].as_py() for column in raw]
+            arrays = [typed_column(c, raw[i]) for i, c in enumerate(wanted)]
+            return pa.RecordBatch.from_arrays(arrays, names=[c.name for c in wanted]), last_row
+        cur.execute(query, params)
+        with gc_paused():  # the row tuples make no cycles (runeshift/gc_pause.py)
+            rows = cur.fetchall()
+            if not rows:
+                return None
+            # the Python tuples cost more memory than the Arrow arrays: gone on return
+            return _to_batch(rows, wanted), rows[-1]
 
     def _read_columns(self, query: str) -> list[pa.Array]:
         """The result of ``query`` as one binary array per column, read in C with the GIL
