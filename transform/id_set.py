@@ -102,6 +102,8 @@ class IdSet:
     """The ids of one target table, answering "which of these values is one of them"."""
 
     def __init__(self, ids: pa.Array) -> None:
+        if isinstance(ids, pa.ChunkedArray):
+            ids = ids.combine_chunks()
         self._ids = ids
         self._sorted: np.ndarray | None = None  # integer ids, sorted
         self._rows: np.ndarray | None = None  # text ids: their bytes, one row each

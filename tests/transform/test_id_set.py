@@ -122,3 +122,9 @@ def test_ids_that_are_not_all_uuids_use_the_text_table() -> None:
     ids = pa.array([*UUIDS[:3], "x" * 36])
     values = pa.array(["x" * 36, UUIDS[1], UUIDS[1].upper()])
     assert IdSet(ids).contains(values).to_pylist() == [True, True, False]
+
+
+def test_ids_in_chunks_are_one_set(kernels: str) -> None:
+    ids = pa.chunked_array([UUIDS[:3], UUIDS[3:6]])
+    values = pa.array([UUIDS[4], UUIDS[9], UUIDS[0]])
+    assert IdSet(ids).contains(values).to_pylist() == [True, False, True]
