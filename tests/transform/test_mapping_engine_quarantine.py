@@ -101,6 +101,7 @@ def test_raw_rows_column_by_column_equal_scrubbing_each_row():
                 [rng.choice([None, Decimal("1.10")]) for _ in range(n)], pa.decimal128(6, 2)
             ),
             "tags": pa.array([rng.choice([None, ["$2y$x"], ["a"]]) for _ in range(n)]),
+            "coded": pa.array([rng.choice(words) for _ in range(n)]).dictionary_encode(),
         }
     )
     indices = pa.array(sorted(rng.sample(range(n), 150)), pa.int64())
