@@ -571,20 +571,13 @@ def drop_indexes(conn: psycopg.Connection[Any], indexes: Sequence[DeferrableInde
         conn.execute(sql.SQL(index.drop))  # statements built from pg_catalog
 
 
-def create_indexes(conn: psycopg.Connection[Any], indexes: Sequence[tuple[str, str]]) -> None:
-    """Run ``(name, create statement)`` pairs, skipping indexes that exist, in the caller's transaction."""
-    for name, create in indexes:
-        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
-        if not (exists and exists[0]):
-            conn.execute(sql.SQL(create))  # a statement read from pg_catalog
-
-
 def defer_foreign_key_checks(conn: psycopg.Connection[Any]) -> bool:
     """Skip per-row FK triggers for this session when the role may (like pg_restore does).
 
     Per-row foreign-key triggers more than double the cost of COPY into the Rune tables.
     The backfill already refuses orphans before loading (references are checked against
-    the loaded ids), and :func:`validate_foreign_keys` proves it set-wise after each table.
+    the loaded ids), and :func:`load.index_builds.prove_foreign_keys` proves it set-wise
+    after each table.
     Roles that may not set ``session_replication_role`` (non-superusers) keep the
     triggers; nothing else changes. Returns whether the checks are deferred.
     """
@@ -594,11 +587,3 @@ def defer_foreign_key_checks(conn: psycopg.Connection[Any]) -> bool:
     except psycopg.errors.InsufficientPrivilege:
         return False
     return True
-
-
-def validate_foreign_keys(conn: psycopg.Connection[Any], table: str) -> None:
-    """Check every foreign key of ``table`` in one anti-join each; raise if any row dangles."""
-    from load.index_builds import check_foreign_key, foreign_keys
-
-    for key in foreign_keys(conn, table):
-        check_foreign_key(conn, table, key)

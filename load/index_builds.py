@@ -90,6 +90,12 @@ def check_foreign_key(conn: psycopg.Connection[Any], table: str, key: ForeignKey
         )
 
 
+def prove_foreign_keys(conn: psycopg.Connection[Any], table: str) -> None:
+    """Every foreign key of ``table`` proved on ``conn`` alone, one anti-join each."""
+    for key in foreign_keys(conn, table):
+        check_foreign_key(conn, table, key)
+
+
 def _exists(conn: psycopg.Connection[Any], relation: str) -> bool:
     row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,)).fetchone()
     return bool(row and row[0])
@@ -155,7 +161,6 @@ def finish_bulk_load(
 
     Commits on ``conn`` after each task; the first failure is raised once both are done.
     """
-    conn.commit()
     side_by_side, after = plan(conn, indexes)
     if check_foreign_keys_of is not None:
         table = check_foreign_keys_of

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from runeshift.errors import ConfigError
 
+CONTROL_SCHEMA = "runeshift"
+VERSION_TABLE = "alembic_version"
 VERSIONS_DIR = Path(__file__).resolve().with_name("migrations") / "versions"
 _REVISION = re.compile(r"^revision(?:\s*:\s*[^=]+)?\s*=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
 _DOWN = re.compile(
@@ -45,8 +48,9 @@ def shipped_head() -> str:
 
 def database_revision(conn: psycopg.Connection[Any]) -> str | None:
     """The revision recorded in the target database, or None when it was never migrated."""
-    table = conn.execute("SELECT to_regclass('runeshift.alembic_version')").fetchone()
+    version_table = sql.Identifier(CONTROL_SCHEMA, VERSION_TABLE)
+    table = conn.execute("SELECT to_regclass(%s)", (version_table.as_string(conn),)).fetchone()
     if not table or table[0] is None:
         return None
-    row = conn.execute("SELECT version_num FROM runeshift.alembic_version").fetchone()
+    row = conn.execute(sql.SQL("SELECT version_num FROM {}").format(version_table)).fetchone()
     return str(row[0]) if row else None

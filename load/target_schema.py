@@ -29,13 +29,12 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
 
+from load.schema_revision import CONTROL_SCHEMA, VERSION_TABLE
 from runeshift.connections import engine
 from runeshift.errors import ConfigError, TransientError
 from runeshift.secrets import mask_url
 
 TARGET_SCHEMA = "rune"
-CONTROL_SCHEMA = "runeshift"
-VERSION_TABLE = "alembic_version"
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 # Key of the transaction-scoped advisory lock held while migrating ("runeshif" in ASCII).
 MIGRATION_LOCK_KEY = 0x72756E6573686966

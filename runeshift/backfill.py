@@ -34,7 +34,7 @@ from psycopg import sql
 
 from extract.snapshot_reader import BinlogPosition, SnapshotReader
 from load import copy_writer
-from load.index_builds import finish_bulk_load
+from load.index_builds import finish_bulk_load, prove_foreign_keys
 from load.schema_revision import database_revision, shipped_head
 from load.staging_store import open_staging, parquet_bytes, put_json
 from runeshift import control_store
@@ -606,7 +606,7 @@ def _backfill_feed(
             conn, target.table, helper_url=pg_url, check_foreign_keys=check_foreign_keys
         )
     elif check_foreign_keys:
-        copy_writer.validate_foreign_keys(conn, target.table)
+        prove_foreign_keys(conn, target.table)
     if progress:
         progress.table_finished(name)
     summary.seconds = time.monotonic() - started

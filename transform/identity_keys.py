@@ -82,14 +82,17 @@ def _uuid5_text_bytes(name_array: pa.Array) -> bytes:
     return _column_kernels.uuid5_texts(namespace, *binary_buffers(name_array))
 
 
+def _id_array(text: bytes, sources: pa.Array) -> pa.Array:
+    """36-byte uuid texts, one per value of ``sources``, as a string array (null where it is)."""
+    count = len(sources)
+    offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
+    ids = pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
+    return null_where(ids, pc.is_null(sources)) if sources.null_count else ids
+
+
 def _uuid5_texts(name_array: pa.Array) -> pa.Array:
     """uuid5 text of each name (null for None), the same as ``str(uuid.uuid5(...))``."""
-    count = len(name_array)
-    offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
-    ids = pa.StringArray.from_buffers(
-        count, pa.py_buffer(offsets), pa.py_buffer(_uuid5_text_bytes(name_array))
-    )
-    return null_where(ids, pc.is_null(name_array))
+    return _id_array(_uuid5_text_bytes(name_array), name_array)
 
 
 def _fits_int64(kind: pa.DataType) -> bool:
@@ -99,14 +102,11 @@ def _fits_int64(kind: pa.DataType) -> bool:
 def _uuid5_int_texts(entity: str, keys: pa.Array) -> pa.Array:
     """``_uuid5_texts`` of ``entity:key`` for integer keys, the names written in C."""
     assert _column_kernels is not None
-    count = len(keys)
     values = pc.fill_null(keys, 0).cast(pa.int64()).to_numpy(zero_copy_only=False)
     text = _column_kernels.uuid5_int_texts(
         RUNESHIFT_NAMESPACE.bytes, f"{entity}:".encode(), np.ascontiguousarray(values)
     )
-    offsets = np.arange(0, 36 * (count + 1), 36, dtype=np.int32)
-    ids = pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(text))
-    return null_where(ids, pc.is_null(keys)) if keys.null_count else ids
+    return _id_array(text, keys)
 
 
 @transform(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from load.target_schema import CONTROL_SCHEMA, VERSION_TABLE
+from load.schema_revision import CONTROL_SCHEMA, VERSION_TABLE
 from runeshift.errors import ConfigError
 
 
